@@ -1,0 +1,93 @@
+"""The configuration schema: every field the code reads, with the reference values.
+
+`--config.x=...` overrides are checked against this fixed schema. The config
+files under `configs/` (paper recipe, SharpMask, demo) start from
+`get_config()` and change a few fields; the package itself imports only this
+module, so an installed deepmask_jax never needs the `configs/` folder.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model = 'deepmask'  # 'deepmask' or 'sharpmask'.
+  config.mode = 'train'  # 'train' or 'eval' (evaluate the latest checkpoint).
+  config.seed = 0
+
+  # ResNet trunk through layer3 (fb.resnet.torch layout, BN folded to constants).
+  config.trunk = ml_collections.ConfigDict()
+  config.trunk.stem_width = 64
+  config.trunk.widths = (64, 128, 256)  # Bottleneck widths of layer1..3.
+  config.trunk.depths = (3, 4, 6)  # Bottlenecks per layer.
+  config.trunk.expansion = 4
+  # Optional trunk initialisation: an orbax checkpoint written by
+  # `python -m deepmask_jax.convert` from fb.resnet.torch `resnet-50.t7`.
+  config.trunk_init = ''
+
+  # DeepMask heads.
+  config.head = ml_collections.ConfigDict()
+  config.head.feature_channels = 128  # 1x1 conv after the crop.
+  config.head.embedding = 512  # Shared vector read by both heads.
+  config.head.score_hidden = 1024
+  config.head.dropout = 0.5
+
+  # Patch geometry (reference DataSampler): iSz=160, wSz=iSz+2*context=192.
+  config.patch = ml_collections.ConfigDict()
+  config.patch.object_window = 160  # iSz: region the mask covers.
+  config.patch.context = 16  # Pixels of context each side: wSz = iSz + 2*context.
+  config.patch.mask_size = 56  # oSz: native mask output.
+  config.patch.label_size = 112  # gSz: label resolution (160 for SharpMask).
+  config.patch.shift = 16  # Centre jitter, +-px in the patch.
+  config.patch.scale_jitter = 0.25  # Scale jitter, +-log2 units.
+  config.patch.negative_distance = 48  # Negatives: no object centre this close (px).
+  config.patch.hfreq = 0.5  # P(score batch); the reference's `hfreq`.
+  config.patch.flip = True
+  config.patch.mean = (0.485, 0.456, 0.406)
+  config.patch.std = (0.229, 0.224, 0.225)
+
+  # Data: a COCO-format dataset turned into TFDS (see deepmask_jax/data).
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'coco2017'  # Dataset (TFDS config) name.
+  config.data.root = 'data/coco'  # COCO layout root, see README.
+  config.data.train_json = 'annotations/instances_train2017.json'
+  config.data.train_images = 'train2017'
+  config.data.val_json = 'annotations/instances_val2017.json'
+  config.data.val_images = 'val2017'
+  config.data.tfds_dir = ''  # Where the TFDS files go ('' = <root>/tfds).
+  config.data.synthetic = False  # Generate the synthetic dataset into root if absent.
+  config.data.synthetic_train_images = 0
+  config.data.synthetic_val_images = 0
+  config.data.synthetic_image_size = 0
+  config.data.num_parallel_calls = -1  # tf.data.AUTOTUNE.
+  config.data.prefetch = 4  # Batches prefetched on the host.
+
+  # Optimisation (TrainerDeepMask): SGD momentum 0.9, wd 5e-4, lr steps.
+  config.batch_size = 32  # Global batch, split over all devices.
+  config.maxload = 4000  # Batches per "epoch".
+  config.num_epochs = 300
+  config.learning_rates = (1e-3, 5e-4, 1e-4)
+  config.lr_boundaries_epochs = (50, 120)  # lr changes after these epochs.
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'.
+  config.parallel = 'shard_map'  # 'shard_map' (jit) or 'pmap'.
+
+  # Checkpoints, validation, logs.
+  config.checkpoint_every_steps = 2000
+  config.keep_checkpoints = 3
+  config.eval_every_steps = 8000  # The reference validates every 2nd epoch.
+  config.eval_batches = 200  # evalPerPatch: testmaxload batches.
+  config.log_every_steps = 50
+
+  # SharpMask stage 2.
+  config.deepmask_checkpoint = ''  # Workdir or checkpoint of a trained DeepMask.
+  config.refine = ml_collections.ConfigDict()
+  config.refine.km = 32  # Mask-encoding channels (also ks).
+  config.refine.skip_hidden = 64  # Hidden width of the skip convs.
+  return config
+
+
+def epochs_to_steps(config, epochs) -> int:
+  """Converts a number of reference epochs (`maxload` batches each) to steps."""
+  return int(epochs) * int(config.maxload)
