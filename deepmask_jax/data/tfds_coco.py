@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from deepmask_jax.data import coco_json
+from deepmask_jax.data import synthetic
 
 RAW_BYTES = tfds.decode.DeserializeMethod.RAW_BYTES
 SPLITS = ('train', 'val')
@@ -213,9 +214,12 @@ def make_builder(data_config) -> DeepmaskCoco:
 def prepare(data_config) -> tfds.core.DatasetBuilder:
   """Builds the TFDS dataset for `config.data` once and returns its builder.
 
+  With `data_config.synthetic`, the synthetic dataset is generated into
+  `data_config.root` first if absent (and config.data's paths point at it).
   A dataset already built under `tfds_dir` is reused as it is (delete its
   folder to rebuild after changing the json or images).
   """
+  synthetic.ensure_synthetic(data_config)
   builder = make_builder(data_config)
   if not builder.is_prepared():
     check_source(builder.builder_config)
