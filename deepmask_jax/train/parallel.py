@@ -1,0 +1,91 @@
+"""Runs the per-device train step over all devices: shard_map (default) or pmap.
+
+Both wrap the same function (train_step.py) with the named axis 'data':
+  * 'shard_map': `jax.jit(jax.shard_map(step, mesh, in_specs=(P(), P('data')),
+    out_specs=(P(), P())))` over a 1-D mesh of every device (all processes);
+    the state is a replicated global array, batches global arrays built from
+    each process's local slice.
+  * 'pmap': `jax.pmap(step, 'data', in_axes=(None, 0), out_axes=None)` over the
+    local devices, the batch reshaped to [local devices, b / devices, ...].
+"""
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from deepmask_jax.train.train_step import AXIS
+
+# Arrays each kind of batch carries to the device.
+BATCH_KEYS = {'mask': ('image', 'mask'), 'score': ('image', 'score')}
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D 'data' mesh over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
+class DataParallel:
+  """Applies per-device step functions to a replicated state and a sharded batch.
+
+  Args:
+    step_fns: {head: per-device step(state, batch) -> (state, metrics)}.
+    parallel: 'shard_map' or 'pmap'.
+    devices: the devices to use (default all; tests compare 1 with 8).
+  """
+
+  def __init__(self, step_fns: dict, parallel: str = 'shard_map',
+               devices=None):
+    if parallel not in ('shard_map', 'pmap'):
+      raise ValueError(f"config.parallel must be 'shard_map' or 'pmap', "
+                       f'got {parallel!r}')
+    self.parallel = parallel
+    self.mesh = make_mesh(devices)
+    self.local_devices = [d for d in self.mesh.devices.flat
+                          if d.process_index == jax.process_index()]
+    self.replicated = NamedSharding(self.mesh, P())
+    self.sharded = NamedSharding(self.mesh, P(AXIS))
+    self._steps = {head: self._compile(fn) for head, fn in step_fns.items()}
+
+  def _compile(self, fn):
+    if self.parallel == 'pmap':
+      return jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=None,
+                      devices=self.local_devices)
+    return jax.jit(
+        jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)),
+                      out_specs=(P(), P())),
+        donate_argnums=0)
+
+  def replicate(self, state):
+    """Places a host (or single-device) state on every device."""
+    if self.parallel == 'pmap':
+      return jax.device_put(state, self.local_devices[0])
+    return jax.device_put(state, self.replicated)
+
+  def shard(self, batch: dict, head: str) -> dict:
+    """This process's numpy batch -> device arrays for the given head."""
+    arrays = {k: batch[k] for k in BATCH_KEYS[head]}
+    if self.parallel == 'pmap':
+      n = len(self.local_devices)
+      return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:])
+              for k, v in arrays.items()}
+    return {k: jax.make_array_from_process_local_data(self.sharded, v)
+            for k, v in arrays.items()}
+
+  def step(self, state, batch: dict):
+    """One step; the head comes from the batch's 'is_mask' flag."""
+    head = 'mask' if bool(batch['is_mask']) else 'score'
+    if head not in self._steps:
+      raise ValueError(f'this model trains no {head} head; check '
+                       'config.patch.hfreq')
+    return self._steps[head](state, self.shard(batch, head))
+
+
+def check_batch_divisible(global_batch: int) -> None:
+  """Fails early with a clear message when devices cannot split the batch."""
+  devices = jax.device_count()
+  if global_batch % devices or global_batch % jax.process_count():
+    raise ValueError(f'batch_size {global_batch} must be divisible by the '
+                     f'{devices} devices and {jax.process_count()} processes')
