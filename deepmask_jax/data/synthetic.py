@@ -114,7 +114,7 @@ def _texture(rng, yy, xx):
   if kind == 0:  # Solid.
     return np.broadcast_to(a, (height, width, 3))
   if kind == 1:  # Colour noise.
-    noise = rng.standard_normal((height, width, 3), dtype=np.float32)
+    noise = rng.standard_normal((height, width, 1), dtype=np.float32)  # Luminance noise.
     return np.clip(a + 30 * noise, 0, 255)
   theta = rng.uniform(0, np.pi)
   along = xx * np.cos(theta) + yy * np.sin(theta)
@@ -243,7 +243,10 @@ def _write_split(root, split, num_images, image_size, seed):
     image_id = id_offset + index + 1
     file_name = f'{image_id:012d}.jpg'
     Image.fromarray(image).save(os.path.join(root, image_folder, file_name),
-                                format='JPEG', quality=_JPEG_QUALITY)
+                                format='JPEG', quality=_JPEG_QUALITY,
+                                # 4:4:4: chroma subsampling would blur colour edges
+                                # off the mask boundaries.
+                                subsampling=0)
     images.append({'id': image_id, 'file_name': file_name, 'height': image_size,
                    'width': image_size})
     for obj in objects:

@@ -1,0 +1,206 @@
+"""coco_json: json validation, bad-record handling, image checks, masks."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+from pycocotools import coco as coco_api
+import pytest
+
+from deepmask_jax.data import coco_json
+from tests.data import conftest
+
+
+def _load_broken(broken_coco):
+  return coco_json.load_instances(str(broken_coco.train_json), str(broken_coco.train_images))
+
+
+def _objects_by_id(images):
+  return {obj.id: obj for image in images for obj in image.objects}
+
+
+def _write_json(tmp_path, data, name='instances_val.json'):
+  path = tmp_path / name
+  path.write_text(data if isinstance(data, str) else json.dumps(data))
+  return str(path)
+
+
+def _minimal(annotation):
+  return {'images': [{'id': 1, 'file_name': 'a.jpg', 'height': 10, 'width': 10}],
+          'annotations': [annotation], 'categories': [{'id': 1, 'name': 'x'}]}
+
+
+def test_coco_tiny_matches_pycocotools(coco_tiny):
+  json_path = coco_tiny / 'annotations' / 'instances_val2017.json'
+  images, categories, report = coco_json.load_instances(str(json_path),
+                                                        str(coco_tiny / 'val2017'))
+  reference = coco_api.COCO(str(json_path))
+  assert len(images) == len(reference.getImgIds())
+  assert sum(len(image.objects) for image in images) == len(reference.getAnnIds())
+  assert [c['id'] for c in categories] == sorted(reference.getCatIds())
+  assert not report.counts, report.summary()
+
+
+def test_labels_are_contiguous_by_sorted_category_id(coco_tiny):
+  images, categories, _ = coco_json.load_instances(
+      str(coco_tiny / 'annotations' / 'instances_val2017.json'), str(coco_tiny / 'val2017'))
+  label_of = {c['id']: i for i, c in enumerate(categories)}
+  objects = [obj for image in images for obj in image.objects]
+  assert all(obj.label == label_of[obj.category_id] for obj in objects)
+  assert max(obj.label for obj in objects) == len(categories) - 1
+
+
+def test_rasterize_equals_ann_to_mask(coco_tiny):
+  json_path = coco_tiny / 'annotations' / 'instances_val2017.json'
+  reference = coco_api.COCO(str(json_path))
+  images, _, _ = coco_json.load_instances(str(json_path), str(coco_tiny / 'val2017'))
+  crowd_seen = False
+  for image in images[:20]:
+    for obj in image.objects:
+      expected = reference.annToMask(reference.anns[obj.id])
+      np.testing.assert_array_equal(
+          coco_json.rasterize(obj.segmentation, image.height, image.width), expected)
+      crowd_seen |= obj.iscrowd
+  assert crowd_seen, 'expected a crowd (RLE) annotation among the first 20 images'
+
+
+def test_syntax_error_names_file_line_and_column(tmp_path):
+  path = _write_json(tmp_path, '{"images": [\n  {"id": 1,,}\n]}')
+  with pytest.raises(ValueError, match=r'instances_val.json: invalid JSON at line 2 column'):
+    coco_json.load_instances(path, str(tmp_path))
+
+
+def test_missing_key_names_the_record(tmp_path):
+  good = {'id': 122, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+          'segmentation': [[0, 0, 5, 0, 5, 5]]}
+  data = _minimal(good)
+  data['annotations'].append({k: v for k, v in good.items() if k != 'bbox'} | {'id': 123})
+  path = _write_json(tmp_path, data)
+  with pytest.raises(ValueError) as error:
+    coco_json.load_instances(path, str(tmp_path))
+  assert str(error.value) == "instances_val.json: annotations[1] (id 123): 'bbox' missing"
+
+
+def test_ill_typed_key_names_the_record(tmp_path):
+  path = _write_json(tmp_path, _minimal({'id': 5, 'image_id': 1, 'category_id': 1,
+                                         'bbox': 'wide', 'segmentation': []}))
+  with pytest.raises(ValueError, match=r"annotations\[0\] \(id 5\): 'bbox' has the wrong type"):
+    coco_json.load_instances(path, str(tmp_path))
+
+
+def test_missing_image_key_names_the_record(tmp_path):
+  data = _minimal({})
+  del data['images'][0]['height']
+  with pytest.raises(ValueError, match=r"images\[0\] \(id 1\): 'height' missing"):
+    coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+
+
+def test_two_point_polygon_part_is_dropped(broken_coco):
+  images, _, report = _load_broken(broken_coco)
+  objects = _objects_by_id(images)
+  assert objects[broken_coco.two_point_part_dropped].segmentation == [conftest.SQUARE]
+  assert broken_coco.two_point_only not in objects
+  dropped = report.items[coco_json.POLYGON_TOO_FEW_POINTS]
+  assert len(dropped) == 2 and all('2 points' in item for item in dropped)
+  assert report.items[coco_json.NO_VALID_POLYGON] == [f'annotation {broken_coco.two_point_only}']
+
+
+def test_zero_area_and_negative_boxes_are_skipped(broken_coco):
+  images, _, report = _load_broken(broken_coco)
+  objects = _objects_by_id(images)
+  assert broken_coco.zero_area_box not in objects
+  assert broken_coco.negative_box not in objects
+  assert report.counts[coco_json.BAD_BOX] == 2
+
+
+def test_unknown_image_and_category_are_skipped(broken_coco):
+  images, _, report = _load_broken(broken_coco)
+  objects = _objects_by_id(images)
+  assert broken_coco.unknown_image not in objects
+  assert broken_coco.unknown_category not in objects
+  assert report.items[coco_json.UNKNOWN_IMAGE] == [
+      f'annotation {broken_coco.unknown_image} (image 999)']
+  assert report.items[coco_json.UNKNOWN_CATEGORY] == [
+      f'annotation {broken_coco.unknown_category} (category 77)']
+
+
+def test_rle_segmentations_are_kept(broken_coco):
+  images, _, _ = _load_broken(broken_coco)
+  objects = _objects_by_id(images)
+  crowd = objects[broken_coco.crowd_uncompressed_rle]
+  compressed = objects[broken_coco.compressed_rle]
+  assert crowd.iscrowd and not compressed.iscrowd
+  np.testing.assert_array_equal(
+      coco_json.rasterize(crowd.segmentation, conftest.HEIGHT, conftest.WIDTH),
+      coco_json.rasterize(compressed.segmentation, conftest.HEIGHT, conftest.WIDTH))
+
+
+def test_empty_images_kept_and_unused_categories_reported(broken_coco):
+  images, categories, report = _load_broken(broken_coco)
+  empty = [image for image in images if image.file_name == broken_coco.empty_file]
+  assert len(empty) == 1 and not empty[0].objects
+  assert report.items[coco_json.IMAGE_WITHOUT_OBJECTS] == [broken_coco.empty_file]
+  assert report.items[coco_json.CATEGORY_WITHOUT_OBJECTS] == ['unused (id 2)']
+  assert len(categories) == 2
+
+
+def test_summary_lists_every_reason_with_examples(broken_coco):
+  _, _, report = _load_broken(broken_coco)
+  summary = report.summary()
+  for reason in report.counts:
+    assert reason in summary
+  assert f'annotation {broken_coco.zero_area_box}' in summary
+  assert summary.startswith('instances_train.json: ')
+
+
+def _read(broken_coco, file_name, width=conftest.WIDTH):
+  report = coco_json.LoadReport()
+  record = coco_json.ImageRecord(1, file_name, str(broken_coco.train_images / file_name),
+                                 conftest.HEIGHT, width)
+  return coco_json.read_image(record, report), report
+
+
+@pytest.mark.parametrize('file_name', ['truncated.jpg', 'not_image.jpg'])
+def test_unreadable_files_are_skipped(broken_coco, file_name):
+  encoded, report = _read(broken_coco, file_name)
+  assert encoded is None
+  assert report.items[coco_json.UNREADABLE_FILE][0].startswith(file_name)
+
+
+def test_missing_file_is_skipped(broken_coco):
+  encoded, report = _read(broken_coco, broken_coco.missing_file)
+  assert encoded is None
+  assert report.items[coco_json.MISSING_FILE] == [broken_coco.missing_file]
+
+
+def test_size_mismatch_is_skipped(broken_coco):
+  encoded, report = _read(broken_coco, broken_coco.wrong_size_file)
+  assert encoded is None and report.counts[coco_json.SIZE_MISMATCH] == 1
+
+
+@pytest.mark.parametrize('file_name', ['png_named.jpg', 'cmyk.jpg'])
+def test_non_rgb_jpeg_files_are_reencoded(broken_coco, file_name):
+  encoded, report = _read(broken_coco, file_name)
+  image = Image.open(io.BytesIO(encoded))
+  assert (image.format, image.mode, image.size) == ('JPEG', 'RGB',
+                                                    (conftest.WIDTH, conftest.HEIGHT))
+  assert report.items[coco_json.CONVERTED][0].startswith(file_name)
+  original = Image.open(broken_coco.train_images / file_name).convert('RGB')
+  # JPEG at quality 95 stays close to the original pixels.
+  difference = np.abs(np.asarray(image, np.float32) - np.asarray(original, np.float32))
+  assert difference.mean() < 12
+
+
+def test_grayscale_jpeg_is_stored_unchanged(broken_coco):
+  encoded, report = _read(broken_coco, 'gray.jpg')
+  assert encoded == (broken_coco.train_images / 'gray.jpg').read_bytes()
+  assert not report.counts
+
+
+def test_imports_without_tensorflow():
+  code = ('import sys, deepmask_jax.data.coco_json, deepmask_jax.data.synthetic; '
+          'sys.exit("tensorflow" in sys.modules)')
+  assert subprocess.run([sys.executable, '-c', code], check=False).returncode == 0
