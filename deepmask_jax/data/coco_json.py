@@ -261,15 +261,12 @@ def _parse_annotation(record, where, images, label_of, report):
                                 iscrowd=bool(iscrowd), segmentation=segmentation)
 
 
-def load_instances(json_path, image_dir, categories=None):
+def load_instances(json_path, image_dir):
   """Parses and validates a COCO instances json against an image folder.
 
   Args:
     json_path: path of the instances json.
     image_dir: folder holding the images named by `file_name`.
-    categories: optional category list [{'id', 'name'}] that fixes the
-      contiguous labels (e.g. the union over train and val); by default the
-      json's own categories.
 
   Returns:
     (images, categories, report): ImageRecords in json order (images without
@@ -283,8 +280,7 @@ def load_instances(json_path, image_dir, categories=None):
   """
   label = os.path.basename(json_path)
   data = _read_json(json_path)
-  json_categories = _parse_categories(data, label)
-  categories = sorted(categories or json_categories, key=lambda c: c['id'])
+  categories = _parse_categories(data, label)
   label_of = {c['id']: index for index, c in enumerate(categories)}
   images = _parse_images(data, label, image_dir)
   report = LoadReport(source=label)
@@ -300,7 +296,7 @@ def load_instances(json_path, image_dir, categories=None):
       continue
     seen_ids.add(obj.id)
     images[image_id].objects.append(obj)
-  _report_empty(images.values(), json_categories, report)
+  _report_empty(images.values(), categories, report)
   return list(images.values()), categories, report
 
 

@@ -120,14 +120,16 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    config = self.builder_config
-    categories = _union_categories(
-        [coco_json.load_instances(*config.source_paths(split))[1] for split in SPLITS])
+    loaded = {split: coco_json.load_instances(*self.builder_config.source_paths(split))
+              for split in SPLITS}
+    categories = _union_categories([split_categories for _, split_categories, _ in
+                                    loaded.values()])
     self.info.metadata['categories'] = categories
+    label_of = {category['id']: label for label, category in enumerate(categories)}
     generators = {}
-    for split in SPLITS:
-      records, _, report = coco_json.load_instances(*config.source_paths(split),
-                                                    categories=categories)
+    for split, (records, _, report) in loaded.items():
+      for obj in (obj for record in records for obj in record.objects):
+        obj.label = label_of[obj.category_id]  # Same labels in both splits.
       self.load_reports[split] = report
       generators[split] = self._generate_examples(records, report)
     return generators

@@ -5,8 +5,9 @@ All session-scoped, so a test session builds each dataset once:
   synthetic_root         a small synthetic dataset (24 + 12 images, 96 px).
   synthetic_builder      the same as TFDS.
   broken_coco            a tiny dataset holding one case of every bad input.
-`coco_tiny_data_config` and `synthetic_data_config` give a fresh `config.data`
-per test pointing at those datasets (`prepare()` on them reuses the build).
+`coco_tiny_data_config`, `synthetic_data_config` and `broken_data_config` give
+a fresh `config.data` per test pointing at those datasets (`prepare()` on them
+reuses the build); `data_config(root, tfds_dir, **fields)` makes any other.
 TensorFlow is imported only by the fixtures that build TFDS datasets.
 """
 
@@ -32,22 +33,26 @@ def tfds_root(tmp_path_factory) -> pathlib.Path:
   return tmp_path_factory.mktemp('tfds')
 
 
-def _coco_tiny_config(coco_tiny, tfds_dir):
+def data_config(root, tfds_dir, **fields):
+  """A fresh `config.data` for the dataset at root; fields override the schema."""
   data = config_schema.get_config().data
-  data.root = str(coco_tiny)
-  data.tfds_dir = str(tfds_dir)
+  data.update(dict(root=str(root), tfds_dir=str(tfds_dir), **fields))
   return data
+
+
+def _prepare(data):
+  from deepmask_jax.data import tfds_coco  # pylint: disable=g-import-not-at-top
+  return tfds_coco.prepare(data)
 
 
 @pytest.fixture
 def coco_tiny_data_config(coco_tiny, tfds_root):
-  return _coco_tiny_config(coco_tiny, tfds_root)
+  return data_config(coco_tiny, tfds_root)
 
 
 @pytest.fixture(scope='session')
 def coco_tiny_builder(coco_tiny, tfds_root):
-  from deepmask_jax.data import tfds_coco  # pylint: disable=g-import-not-at-top
-  return tfds_coco.prepare(_coco_tiny_config(coco_tiny, tfds_root))
+  return _prepare(data_config(coco_tiny, tfds_root))
 
 
 @pytest.fixture(scope='session')
@@ -58,17 +63,12 @@ def synthetic_root(tmp_path_factory) -> pathlib.Path:
 
 
 def _synthetic_config(root, tfds_dir):
-  data = config_schema.get_config().data
-  data.name = 'synthetic'
-  data.root = str(root)
-  data.tfds_dir = str(tfds_dir)
-  data.synthetic = True
-  data.synthetic_train_images = SYNTHETIC_TRAIN
-  data.synthetic_val_images = SYNTHETIC_VAL
-  data.synthetic_image_size = SYNTHETIC_SIZE
-  data.train_json, data.train_images = synthetic.TRAIN_JSON, synthetic.TRAIN_IMAGES
-  data.val_json, data.val_images = synthetic.VAL_JSON, synthetic.VAL_IMAGES
-  return data
+  return data_config(
+      root, tfds_dir, name='synthetic', synthetic=True,
+      synthetic_train_images=SYNTHETIC_TRAIN, synthetic_val_images=SYNTHETIC_VAL,
+      synthetic_image_size=SYNTHETIC_SIZE,
+      train_json=synthetic.TRAIN_JSON, train_images=synthetic.TRAIN_IMAGES,
+      val_json=synthetic.VAL_JSON, val_images=synthetic.VAL_IMAGES)
 
 
 @pytest.fixture
@@ -78,8 +78,7 @@ def synthetic_data_config(synthetic_root, tfds_root):
 
 @pytest.fixture(scope='session')
 def synthetic_builder(synthetic_root, tfds_root):
-  from deepmask_jax.data import tfds_coco  # pylint: disable=g-import-not-at-top
-  return tfds_coco.prepare(_synthetic_config(synthetic_root, tfds_root))
+  return _prepare(_synthetic_config(synthetic_root, tfds_root))
 
 
 # ----------------------------------------------------------------------------
@@ -209,10 +208,7 @@ def broken_coco(tmp_path_factory) -> BrokenCoco:
 
 @pytest.fixture
 def broken_data_config(broken_coco, tfds_root):
-  data = config_schema.get_config().data
-  data.name = 'broken'
-  data.root = str(broken_coco.root)
-  data.tfds_dir = str(tfds_root)
-  data.train_json, data.train_images = 'annotations/instances_train.json', 'train'
-  data.val_json, data.val_images = 'annotations/instances_val.json', 'val'
-  return data
+  return data_config(
+      broken_coco.root, tfds_root, name='broken',
+      train_json='annotations/instances_train.json', train_images='train',
+      val_json='annotations/instances_val.json', val_images='val')

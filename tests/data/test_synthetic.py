@@ -127,28 +127,21 @@ def test_unoccluded_rings_have_holes():
   assert with_hole >= 7  # Rings cut by the image border may open their hole.
 
 
-def _data_config(root, synthetic_flag=True):
-  data = config_schema.get_config().data
-  data.root = str(root)
-  data.synthetic = synthetic_flag
-  return data
-
-
 def test_ensure_synthetic_generates_once_and_points_config_at_it(tmp_path, monkeypatch):
   monkeypatch.setattr(synthetic, 'DEFAULT_TRAIN_IMAGES', 3)
   monkeypatch.setattr(synthetic, 'DEFAULT_VAL_IMAGES', 2)
   monkeypatch.setattr(synthetic, 'DEFAULT_IMAGE_SIZE', 48)
-  data = synthetic.ensure_synthetic(_data_config(tmp_path))
+  data = synthetic.ensure_synthetic(conftest.data_config(tmp_path, '', synthetic=True))
   assert data.train_json == synthetic.TRAIN_JSON and data.val_images == synthetic.VAL_IMAGES
   coco = coco_api.COCO(str(tmp_path / synthetic.TRAIN_JSON))
   assert len(coco.imgs) == 3 and coco.imgs[1]['height'] == 48
   mtime = (tmp_path / synthetic.TRAIN_JSON).stat().st_mtime_ns
-  synthetic.ensure_synthetic(_data_config(tmp_path))
+  synthetic.ensure_synthetic(conftest.data_config(tmp_path, '', synthetic=True))
   assert (tmp_path / synthetic.TRAIN_JSON).stat().st_mtime_ns == mtime
 
 
 def test_ensure_synthetic_does_nothing_when_off(tmp_path):
-  data = synthetic.ensure_synthetic(_data_config(tmp_path, synthetic_flag=False))
+  data = synthetic.ensure_synthetic(conftest.data_config(tmp_path, ''))
   assert data.train_json == config_schema.get_config().data.train_json
   assert not any(tmp_path.iterdir())
 

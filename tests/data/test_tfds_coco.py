@@ -1,5 +1,6 @@
 """tfds_coco: building COCO-format data as array_record TFDS, and reading it back."""
 
+import json
 import os
 
 import numpy as np
@@ -8,10 +9,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from deepmask_jax import config_schema
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import synthetic
 from deepmask_jax.data import tfds_coco
+from tests.data import conftest
 
 
 def _examples(builder, split):
@@ -87,10 +88,8 @@ def test_prepare_reuses_a_built_dataset(coco_tiny_builder, coco_tiny_data_config
 
 
 def test_missing_dataset_explains_layout_and_download(tmp_path):
-  config = config_schema.get_config().data
-  config.root = str(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError) as error:
-    tfds_coco.prepare(config)
+    tfds_coco.prepare(conftest.data_config(tmp_path / 'nowhere', ''))
   message = str(error.value)
   for expected in ('nowhere/annotations/instances_train2017.json', 'nowhere/train2017/*.jpg',
                    'http://images.cocodataset.org/zips/train2017.zip',
@@ -150,3 +149,26 @@ def test_prepare_generates_the_synthetic_dataset(tmp_path, synthetic_data_config
   example = _examples(builder, 'val')[0]
   assert example['image'].shape == (48, 48, 3)
   assert example['objects']['mask'].shape[1:] == (48, 48, 1)
+
+
+def _single_object_json(category_id, categories):
+  return json.dumps({
+      'images': [{'id': 1, 'file_name': 'good.jpg', 'height': conftest.HEIGHT,
+                  'width': conftest.WIDTH}],
+      'annotations': [{'id': 1, 'image_id': 1, 'category_id': category_id, 'iscrowd': 0,
+                       'bbox': [10, 10, 20, 20], 'segmentation': [conftest.SQUARE]}],
+      'categories': [{'id': cid, 'name': f'c{cid}'} for cid in categories]})
+
+
+def test_labels_follow_the_union_of_both_splits_categories(broken_coco, tmp_path):
+  (tmp_path / 'images').mkdir()
+  (tmp_path / 'images' / 'good.jpg').write_bytes(
+      (broken_coco.train_images / 'good.jpg').read_bytes())
+  (tmp_path / 'train.json').write_text(_single_object_json(3, [1, 3]))
+  (tmp_path / 'val.json').write_text(_single_object_json(5, [3, 5]))
+  builder = tfds_coco.prepare(conftest.data_config(
+      tmp_path, '', name='union', train_json='train.json', val_json='val.json',
+      train_images='images', val_images='images'))
+  assert [c['id'] for c in tfds_coco.categories(builder)] == [1, 3, 5]
+  assert _examples(builder, 'train')[0]['objects']['label'].tolist() == [1]
+  assert _examples(builder, 'val')[0]['objects']['label'].tolist() == [2]
