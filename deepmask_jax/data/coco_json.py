@@ -357,7 +357,7 @@ def read_image(record: ImageRecord, report: LoadReport) -> bytes | None:
   try:
     image = Image.open(io.BytesIO(encoded))
     image.load()
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+  except (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     report.add(UNREADABLE_FILE, f'{record.file_name} ({e})')
     return None
   if image.size != (record.width, record.height):

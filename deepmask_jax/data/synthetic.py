@@ -41,6 +41,7 @@ DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, DEFAULT_IMAGE_SIZE = 2000, 200, 256
 _MIN_VISIBLE_FRACTION = 0.5  # Shapes hidden more than this are not drawn.
 _MIN_PIXELS = 16  # Shapes smaller than this (inside the image) are not drawn.
 _MIN_SIDE_PX = 8.0
+_MIN_IMAGE_SIZE = 16  # Below this a shape may never cover _MIN_PIXELS.
 _SIZE_RANGE = (0.1, 0.7)  # Max side as a fraction of the image side.
 _VAL_ID_OFFSET = 1_000_000  # Keeps val image and annotation ids apart from train's.
 _JPEG_QUALITY = 95
@@ -271,6 +272,9 @@ def _write_split(root, split, num_images, image_size, seed):
 
 def generate(root, num_train, num_val, image_size=DEFAULT_IMAGE_SIZE, seed=0) -> dict[str, str]:
   """Writes the synthetic COCO-format dataset under root; returns the json paths."""
+  if image_size < _MIN_IMAGE_SIZE:
+    raise ValueError(f'synthetic image size must be at least {_MIN_IMAGE_SIZE} px, '
+                     f'got {image_size}')
   return {
       'train': _write_split(root, 'train', num_train, image_size, seed),
       'val': _write_split(root, 'val', num_val, image_size, seed),

@@ -89,7 +89,7 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
   """uint8 (H, W) 0/1 mask -> 8-bit grayscale PNG bytes."""
   buffer = io.BytesIO()
   # Level 1: masks are mostly runs of zeros, and building speed matters more.
-  Image.fromarray(mask, mode='L').save(buffer, format='PNG', compress_level=1)
+  Image.fromarray(mask).save(buffer, format='PNG', compress_level=1)
   return buffer.getvalue()
 
 

@@ -154,3 +154,8 @@ def test_command_line(tmp_path):
   assert len(coco.imgs) == 2
   assert Image.open(tmp_path / 'train' / coco_api.COCO(
       str(tmp_path / synthetic.TRAIN_JSON)).imgs[1]['file_name']).size == (40, 40)
+
+
+def test_too_small_image_size_is_refused(tmp_path):
+  with pytest.raises(ValueError, match='at least'):
+    synthetic.generate(str(tmp_path), 1, 1, 8)
