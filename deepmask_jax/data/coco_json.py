@@ -80,11 +80,6 @@ class LoadReport:
     self.counts[reason] += 1
     self.items[reason].append(item)
 
-  def merge(self, other: 'LoadReport') -> None:
-    for reason, items in other.items.items():
-      self.counts[reason] += other.counts[reason]
-      self.items[reason].extend(items)
-
   def summary(self) -> str:
     """A readable multi-line text: one line per reason, a few examples each."""
     header = f'{self.source}: ' if self.source else ''

@@ -108,6 +108,7 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, **kwargs):
     super().__init__(**kwargs)
+    # What was skipped or changed, per split; filled by a build in this process.
     self.load_reports: dict[str, coco_json.LoadReport] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:

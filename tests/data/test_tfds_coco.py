@@ -125,6 +125,9 @@ def test_bad_inputs_are_skipped_converted_and_reported(broken_coco, broken_data_
                  coco_json.CATEGORY_WITHOUT_OBJECTS, coco_json.IMAGE_WITHOUT_OBJECTS):
     assert reason in printed
   assert broken_coco.missing_file in printed and 'truncated.jpg' in printed
+  report = builder.load_reports['train']
+  assert report.items[coco_json.MISSING_FILE] == [broken_coco.missing_file]
+  assert report.counts[coco_json.UNREADABLE_FILE] == len(broken_coco.unreadable_files)
 
 
 def test_datasets_with_different_names_do_not_collide(coco_tiny_builder, synthetic_builder):
