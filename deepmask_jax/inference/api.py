@@ -1,0 +1,234 @@
+"""`ProposalGenerator`: object-mask proposals for images, from Python.
+
+    generator = ProposalGenerator.from_path('runs/sharpmask')
+    proposals = generator(image)          # image: [H, W, 3] uint8 RGB
+    proposals.masks   # [K, H, W] bool, best first
+    proposals.boxes   # [K, 4] float32 [x, y, w, h] of the masks
+    proposals.scores  # [K] float32 probabilities
+
+`propose(images)` takes several images at once (canvases of the same shape
+run as one batch); `propose_encoded(images)` returns pycocotools RLEs instead
+of dense masks, pasting in bounded chunks, which is what the COCO JSON writers
+and the CLI use. Grayscale ([H, W] or [H, W, 1]) and RGBA images are accepted
+(alpha is dropped).
+"""
+
+import collections
+import dataclasses
+import math
+from typing import Iterator, Sequence
+
+import jax
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from deepmask_jax.inference.defaults import inference_config
+from deepmask_jax.inference.paste import MaskPaster, num_taps
+from deepmask_jax.inference.proposals import (ProposalNetwork, WindowLogits,
+                                              fetch_rankings, merge_levels)
+from deepmask_jax.inference.pyramid import (GREY, Level, build_canvas,
+                                            plan_levels, pyramid_scales)
+from deepmask_jax.models import model_from_config
+from deepmask_jax.models.store import load_model
+
+
+@dataclasses.dataclass
+class Proposals:
+  """Proposals of one image, best first."""
+  masks: np.ndarray  # [K, H, W] bool.
+  boxes: np.ndarray  # [K, 4] float32 xywh.
+  scores: np.ndarray  # [K] float32 in [0, 1].
+
+
+@dataclasses.dataclass
+class EncodedProposals:
+  """Proposals of one image with masks as pycocotools RLEs, best first."""
+  rles: list  # K dicts {'size': [H, W], 'counts': bytes}.
+  boxes: np.ndarray  # [K, 4] float64 xywh (pycocotools toBbox).
+  scores: np.ndarray  # [K] float32.
+  height: int
+  width: int
+
+
+@dataclasses.dataclass
+class ImageWindows:
+  """Network output for one image: its levels and chosen windows."""
+  levels: list[Level]
+  windows: WindowLogits
+  height: int
+  width: int
+
+
+def as_rgb(image) -> np.ndarray:
+  """[H, W, 3] uint8 from uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    raise TypeError(f'images must be uint8, got {image.dtype}')
+  if image.ndim == 2:
+    image = image[:, :, None]
+  if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+    raise ValueError(f'expected an [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] '
+                     f'image, got shape {image.shape}')
+  if min(image.shape[:2]) < 1:
+    raise ValueError(f'empty image of shape {image.shape}')
+  if image.shape[2] == 1:
+    return np.repeat(image, 3, axis=2)
+  return image[:, :, :3]
+
+
+def _batch_size(count: int, max_batch: int) -> int:
+  """Smallest power of two >= count, at most max_batch (bounds compiles)."""
+  return min(1 << max(0, (count - 1).bit_length()), max_batch)
+
+
+class ProposalGenerator:
+  """Dense multi-scale DeepMask / SharpMask proposals.
+
+  Args:
+    model: a DeepMask or SharpMask module (deepmask_jax.models).
+    variables: its {'params', 'constants'}.
+    config: the model's ConfigDict (`patch.mean/std`, optional `inference`).
+    **overrides: inference settings (deepmask_jax/inference/defaults.py),
+      e.g. num_proposals=100, zoom=True.
+  """
+
+  def __init__(self, model, variables, config, **overrides):
+    self.settings = inference_config(config, **overrides)
+    self.variables = jax.device_put(variables)
+    self.network = ProposalNetwork(
+        model, config.patch.mean, config.patch.std,
+        self.settings.num_proposals, self.settings.decode_chunk,
+        self.settings.use_deepmask_masks)
+    deepmask = self.network.deepmask
+    self.object_window = deepmask.object_window
+    self.border = deepmask.object_window // 2
+    self.scales = pyramid_scales(self.settings)
+    smallest = math.floor(self.object_window / max(self.scales))
+    self.paster = MaskPaster(
+        self.object_window, self.settings.mask_threshold,
+        self.settings.bucket_multiple, self.settings.paste_budget,
+        self.settings.num_proposals,
+        num_taps(self.network.mask_size, smallest))
+
+  @classmethod
+  def from_path(cls, path: str, **overrides) -> 'ProposalGenerator':
+    """From a model directory or a training workdir (models/store.py)."""
+    variables, config = load_model(path)
+    return cls(model_from_config(config), variables, config, **overrides)
+
+  # Steps, public so that benchmarks can time them. ------------------------
+
+  def _prepare(self, image: np.ndarray):
+    """(levels, canvases) of one RGB uint8 image."""
+    height, width = image.shape[:2]
+    factor = min(1.0, self.settings.max_image_side / max(height, width))
+    if factor < 1.0:
+      size = (max(1, round(width * factor)), max(1, round(height * factor)))
+      image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    working = image.astype(np.float32) / 255.0
+    levels = plan_levels(
+        working.shape[0], working.shape[1], self.scales, self.border,
+        self.network.feature_size, self.settings.bucket_multiple, factor)
+    return levels, [build_canvas(working, level, self.border)
+                    for level in levels]
+
+  def run_network(self, images: Sequence[np.ndarray]) -> list[ImageWindows]:
+    """Network, top-k and mask decoding for a list of images (dispatched
+    asynchronously: the logits may still be computing on return)."""
+    images = [as_rgb(image) for image in images]
+    prepared = [self._prepare(image) for image in images]
+    groups = collections.defaultdict(list)
+    for i, (levels, _) in enumerate(prepared):
+      for l, level in enumerate(levels):
+        groups[level.canvas].append((i, l))
+    batches, where = [], {}
+    for shape, members in groups.items():
+      for first in range(0, len(members), self.settings.max_batch):
+        part = members[first:first + self.settings.max_batch]
+        size = _batch_size(len(part), self.settings.max_batch)
+        canvases = np.full((size,) + shape + (3,), GREY, np.float32)
+        valid = np.zeros((size, 2), np.int32)
+        for slot, (i, l) in enumerate(part):
+          canvases[slot] = prepared[i][1][l]
+          valid[slot] = prepared[i][0][l].positions
+          where[i, l] = (len(batches), slot)
+        batches.append(self.network.run_levels(self.variables, canvases,
+                                               valid))
+    rankings = fetch_rankings(batches)
+    return [
+        self._choose(images[i].shape[:2], levels, batches, rankings,
+                     [where[i, l] for l in range(len(levels))])
+        for i, (levels, _) in enumerate(prepared)]
+
+  def _choose(self, image_hw, levels, batches, rankings, places):
+    """Merges an image's levels, then decodes the chosen windows."""
+    level_probs = [rankings[b][0][slot] for b, slot in places]
+    probs, level, rank = merge_levels(level_probs,
+                                      self.settings.num_proposals)
+    rows = np.array([rankings[places[l][0]][1][places[l][1]][r]
+                     for l, r in zip(level, rank)], np.int32)
+    cols = np.array([rankings[places[l][0]][2][places[l][1]][r]
+                     for l, r in zip(level, rank)], np.int32)
+    order = np.argsort(level, kind='stable')  # Decode level by level.
+    selections = [(places[l][0], places[l][1], rank[order][level[order] == l])
+                  for l in np.unique(level)]
+    logits = self.network.decode(self.variables, batches, selections)
+    logits_row = np.empty(len(order), np.int32)
+    logits_row[order] = np.arange(len(order), dtype=np.int32)
+    windows = WindowLogits(probs, level, rows, cols, logits, logits_row)
+    return ImageWindows(levels, windows, *image_hw)
+
+  def paste(self, image: ImageWindows, column_major: bool = False,
+            with_boxes: bool = True,
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(masks, boxes) chunks of an image's proposals, best first."""
+    return self.paster.paste(image.windows, image.levels,
+                             (image.height, image.width), self.border,
+                             column_major, with_boxes)
+
+  @staticmethod
+  def encode(column_major_masks: np.ndarray) -> list:
+    """pycocotools RLEs of masks given as bool [n, W, H]."""
+    masks = np.ascontiguousarray(column_major_masks).view(np.uint8)
+    return mask_utils.encode(masks.transpose(2, 1, 0))  # Fortran [H, W, n].
+
+  # Whole-image calls. -------------------------------------------------------
+
+  def __call__(self, image: np.ndarray) -> Proposals:
+    return self.propose([image])[0]
+
+  def propose(self, images: Sequence[np.ndarray]) -> list[Proposals]:
+    """Dense masks, boxes and scores for each image."""
+    results = []
+    for image in self.run_network(images):
+      chunks = list(self.paste(image))
+      masks = np.zeros((len(image.windows.probs), image.height, image.width),
+                       bool)
+      boxes = np.zeros((len(masks), 4), np.float32)
+      start = 0
+      for chunk_masks, chunk_boxes in chunks:
+        masks[start:start + len(chunk_masks)] = chunk_masks
+        boxes[start:start + len(chunk_masks)] = chunk_boxes
+        start += len(chunk_masks)
+      results.append(Proposals(masks, boxes, image.windows.probs))
+    return results
+
+  def propose_encoded(self, images: Sequence[np.ndarray],
+                      ) -> list[EncodedProposals]:
+    """RLE masks (pasted in bounded chunks), boxes and scores per image."""
+    results = []
+    for image in self.run_network(images):
+      rles = []
+      for masks, _ in self.paste(image, column_major=True, with_boxes=False):
+        rles.extend(self.encode(masks))
+      boxes = (mask_utils.toBbox(rles) if rles
+               else np.zeros((0, 4), np.float64))
+      results.append(EncodedProposals(rles, boxes, image.windows.probs,
+                                      image.height, image.width))
+    return results
+
+  @property
+  def compilations(self) -> dict[str, int]:
+    """Shapes compiled so far, per jitted function."""
+    return dict(self.network.compilations, paste=self.paster.compilations)

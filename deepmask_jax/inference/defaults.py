@@ -1,0 +1,57 @@
+"""Inference settings: defaults for the `config.inference` sub-dict.
+
+The schema (deepmask_jax/config_schema.py) has no `inference` section yet, so
+the proposal code reads `config.inference` when a config carries one and falls
+back to these values field by field.
+"""
+
+import ml_collections
+
+
+def inference_defaults() -> ml_collections.ConfigDict:
+  """Reference inference values (evalPerImage / computeProposals)."""
+  cfg = ml_collections.ConfigDict()
+  # Pyramid: scales 2^scale_min ... 2^scale_max in steps of 2^scale_step;
+  # `zoom` extends the pyramid up to 2^zoom_scale_max (the reference's
+  # "Zoom" variant; its runtime roughly doubles).
+  cfg.scale_min = -2.5
+  cfg.scale_max = 0.5
+  cfg.scale_step = 0.5
+  cfg.zoom = False
+  cfg.zoom_scale_max = 1.0
+  cfg.num_proposals = 1000
+  cfg.mask_threshold = 0.2  # Probability; masks are cut at logit(0.2).
+  # Padded canvases are rounded up to multiples of this many pixels per side,
+  # so a pass over many image sizes compiles a handful of shapes.
+  cfg.bucket_multiple = 64
+  # Images whose longer side exceeds this are first downscaled (antialiased)
+  # to it; masks are still pasted at the original resolution.
+  cfg.max_image_side = 1280
+  cfg.max_batch = 8  # Canvases of one bucket run together, up to this many.
+  cfg.decode_chunk = 128  # Windows per mask-head / refinement call.
+  # Elements (masks x canvas pixels) pasted per call; bounds pasting memory.
+  cfg.paste_budget = 1 << 26
+  cfg.use_deepmask_masks = False  # SharpMask only: the reference's `-dm`.
+  return cfg
+
+
+def inference_config(config, **overrides) -> ml_collections.ConfigDict:
+  """`inference_defaults()` updated by `config.inference` and `overrides`.
+
+  Args:
+    config: the model's ConfigDict; its optional `inference` sub-dict wins
+      over the defaults.
+    **overrides: values that win over both (None means "keep").
+  """
+  cfg = inference_defaults()
+  given = config.get('inference', None) if config is not None else None
+  if given is not None:
+    for name in cfg.keys():
+      if name in given:
+        cfg[name] = given[name]
+  for name, value in overrides.items():
+    if name not in cfg:
+      raise KeyError(f'unknown inference setting {name!r}')
+    if value is not None:
+      cfg[name] = value
+  return cfg
