@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_train_images = 0
   config.data.synthetic_val_images = 0
   config.data.synthetic_image_size = 0
+  config.data.synthetic_seed = 0
   config.data.num_parallel_calls = -1  # tf.data.AUTOTUNE.
   config.data.prefetch = 4  # Batches prefetched on the host.
 

@@ -19,6 +19,11 @@ from deepmask_jax.models.store import TRAIN_CHECKPOINTS, config_from_json
 BEST_METRIC = 'iou_0.7'
 
 
+def rank(metrics: dict) -> tuple:
+  """Orders validated checkpoints: IoU >= 0.7 share, then mean IoU on ties."""
+  return (metrics[BEST_METRIC], metrics.get('mean', 0.0))
+
+
 class Checkpoints:
   """Saves and restores TrainStates under WORKDIR/checkpoints."""
 
@@ -26,14 +31,18 @@ class Checkpoints:
     policy = checkpoint_managers.AnyPreservationPolicy(policies=[
         checkpoint_managers.LatestN(n=keep),
         checkpoint_managers.BestN(
-            get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
+            get_metric_fn=rank, n=1,
             keep_checkpoints_without_metrics=False),
     ])
     self.directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(preservation_policy=policy,
-                                             cleanup_tmp_directories=True),
+        # best_fn makes orbax store the metrics passed to save(); which
+        # checkpoints stay is decided by `policy` alone.
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC],
+            keep_checkpoints_without_metrics=True,
+            cleanup_tmp_directories=True),
         item_names=('state', 'config'))
 
   def latest_step(self):
@@ -41,7 +50,7 @@ class Checkpoints:
 
   def best_step(self):
     """The kept step with the highest 'iou_0.7', or None before any validation."""
-    scored = [(m[BEST_METRIC], s) for s in self.manager.all_steps()
+    scored = [(rank(m), s) for s in self.manager.all_steps()
               if (m := self.manager.metrics(s)) and BEST_METRIC in m]
     return max(scored)[1] if scored else None
 

@@ -1,0 +1,26 @@
+"""Random in-memory batches with the input pipeline's layout, for train tests."""
+
+import numpy as np
+
+
+def patch_batches(config, start_step: int = 0):
+  """Yields batch t = f(seed, t): 'image', 'mask', 'score', 'is_mask'."""
+  side = config.patch.object_window + 2 * config.patch.context
+  label = config.patch.label_size
+  step = start_step
+  while True:
+    rng = np.random.default_rng([config.seed, step])
+    images = rng.normal(size=(config.batch_size, side, side, 3))
+    yield {'image': images.astype(np.float32),
+           'mask': np.sign(rng.normal(size=(config.batch_size, label, label))
+                           ).astype(np.float32),
+           'score': np.sign(rng.normal(size=config.batch_size)
+                            ).astype(np.float32),
+           'is_mask': np.bool_(rng.uniform() > config.patch.hfreq)}
+    step += 1
+
+
+def eval_batches(config):
+  stream = patch_batches(config, start_step=10 ** 6)
+  for _ in range(config.eval_batches):
+    yield next(stream)

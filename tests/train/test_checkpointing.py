@@ -1,0 +1,99 @@
+"""Checkpoints: a killed run resumes exactly; last K and best kept; NaN stops."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from deepmask_jax.models.store import load_model
+from deepmask_jax.train.checkpointing import Checkpoints
+from tests.conftest import REPO
+
+STEPS = 12
+
+
+def start_training(workdir, steps=STEPS, *extra):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  return subprocess.Popen(
+      [sys.executable, '-m', 'tests.train.run_training', str(workdir),
+       str(steps), *map(str, extra)],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+
+
+def finish(process, timeout=600):
+  output, _ = process.communicate(timeout=timeout)
+  return process.returncode, output
+
+
+def steps_saved(workdir):
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  code, output = finish(start_training(workdir))
+  assert code == 0, output
+  return workdir, output
+
+
+def test_killed_run_resumes_to_the_same_parameters(uninterrupted, tmp_path):
+  reference_dir, _ = uninterrupted
+  process = start_training(tmp_path)
+  deadline = time.time() + 600
+  while not [s for s in steps_saved(tmp_path) if 2 <= s < STEPS]:
+    assert process.poll() is None, process.communicate()[0]
+    assert time.time() < deadline, 'no checkpoint appeared'
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  killed_at = max(steps_saved(tmp_path))
+  assert killed_at < STEPS
+  code, output = finish(start_training(tmp_path))
+  assert code == 0, output
+  assert 'Resumed from step' in output
+  resumed, _ = load_model(str(tmp_path))
+  reference, _ = load_model(str(reference_dir))
+  assert max(steps_saved(tmp_path)) == STEPS
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_keeps_the_last_checkpoints_and_the_best_validated(uninterrupted):
+  workdir, output = uninterrupted
+  assert 'val_per_patch @ step 4' in output and 'ETA' in output
+  checkpoints = Checkpoints(str(workdir))
+  try:
+    best = checkpoints.best_step()
+    assert best in (4, 8, 12)
+    kept = steps_saved(workdir)
+    assert kept[-2:] == [10, 12]  # keep_checkpoints=2 ...
+    assert best in kept  # ... plus the best by validation IoU.
+    assert set(kept) <= {best, 10, 12}
+  finally:
+    checkpoints.close()
+
+
+def test_tensorboard_events_are_written(uninterrupted):
+  workdir, _ = uninterrupted
+  events = os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert any(name.startswith('events.out.tfevents') for name in events)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path):
+  code, output = finish(start_training(tmp_path, STEPS, 7))
+  assert code != 0
+  assert 'non-finite' in output and 'at step 7' in output
+  assert steps_saved(tmp_path) == [4, 6]  # Nothing saved from step 7 on.
+  variables, _ = load_model(str(tmp_path))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables))
