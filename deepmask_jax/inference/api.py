@@ -77,6 +77,19 @@ def as_rgb(image) -> np.ndarray:
   return image[:, :, :3]
 
 
+def read_image(path: str) -> np.ndarray:
+  """[H, W, 3] uint8 RGB of an image file (grayscale expanded, alpha dropped).
+
+  Pixels are taken as stored (no EXIF rotation), as COCO annotations are.
+  Raises OSError (PIL's UnidentifiedImageError is one) for unreadable files.
+  """
+  with Image.open(path) as image:
+    image.load()
+    if image.mode != 'L':
+      image = image.convert('RGB')  # Palette, CMYK, alpha...: plain RGB.
+    return as_rgb(np.asarray(image))
+
+
 def _batch_size(count: int, max_batch: int) -> int:
   """Smallest power of two >= count, at most max_batch (bounds compiles)."""
   return min(1 << max(0, (count - 1).bit_length()), max_batch)

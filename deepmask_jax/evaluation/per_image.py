@@ -1,0 +1,90 @@
+"""Per-image proposal evaluation on a COCO-format split (evalPerImage + AR).
+
+Reads the split with pycocotools and PIL (no TensorFlow), runs a
+`ProposalGenerator` on each image in ascending id order (the reference takes
+the first 5000 val ids so), writes the proposals as COCO results JSON and
+scores them with COCOeval (deepmask_jax/evaluation/coco_proposals.py).
+Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
+proposal_metrics.json.
+"""
+
+import contextlib
+import io
+import os
+import time
+from typing import Optional
+
+from pycocotools.coco import COCO
+from tqdm import tqdm
+
+from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
+from deepmask_jax.evaluation.results_json import (bbox_results,
+                                                  proposal_category_id,
+                                                  segm_results, write_results)
+from deepmask_jax.inference.api import ProposalGenerator, read_image
+
+SEGM_FILE = 'proposals_segm.json'
+BBOX_FILE = 'proposals_bbox.json'
+METRICS_FILE = 'proposal_metrics.json'
+
+
+def evaluate_per_image(model, variables, config, json_path: str,
+                       image_dir: str, out_dir: str,
+                       num_proposals: int = 1000,
+                       max_images: Optional[int] = None,
+                       verbose: bool = True) -> dict:
+  """Proposals for a COCO split and their AR.
+
+  Args:
+    model, variables, config: a DeepMask or SharpMask and its variables and
+      config (deepmask_jax.models).
+    json_path: COCO instances JSON of the split.
+    image_dir: folder of its images.
+    out_dir: where the results and metrics JSON go.
+    num_proposals: proposals per image (COCOeval reads at most 1000).
+    max_images: evaluate only the first this many image ids (ascending).
+    verbose: show a progress bar, print the table.
+  Returns:
+    The `evaluate_proposals` figures plus 'failed_images' (file names that
+    could not be read: they stay in the evaluation with no proposals),
+    'compilations' and 'seconds_per_image'.
+  """
+  with contextlib.redirect_stdout(io.StringIO()):
+    coco = COCO(json_path)
+  image_ids = sorted(coco.getImgIds())
+  if max_images is not None:
+    image_ids = image_ids[:max_images]
+  if not image_ids:
+    raise ValueError(f'{json_path} lists no images')
+  generator = ProposalGenerator(model, variables, config,
+                                num_proposals=num_proposals)
+  category_id = proposal_category_id(coco)
+  segm, bbox, failed = [], [], []
+  start = time.perf_counter()
+  for image_id in tqdm(image_ids, desc='proposals', disable=not verbose):
+    info = coco.loadImgs(image_id)[0]
+    try:
+      image = read_image(os.path.join(image_dir, info['file_name']))
+    except OSError as error:
+      print(f'cannot read {info["file_name"]}: {error}; it is evaluated '
+            'with no proposals')
+      failed.append(info['file_name'])
+      continue
+    if image.shape[:2] != (info['height'], info['width']):
+      raise ValueError(
+          f'{info["file_name"]} is {image.shape[1]}x{image.shape[0]} but the '
+          f'annotations say {info["width"]}x{info["height"]}')
+    proposals = generator.propose_encoded([image])[0]
+    segm += segm_results(image_id, proposals.rles, proposals.scores,
+                         category_id)
+    bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
+                         category_id)
+  seconds = time.perf_counter() - start
+  write_results(os.path.join(out_dir, SEGM_FILE), segm)
+  write_results(os.path.join(out_dir, BBOX_FILE), bbox)
+  figures = evaluate_proposals(coco, segm, bbox, image_ids)
+  figures.update(failed_images=failed,
+                 compilations=generator.compilations,
+                 seconds_per_image=seconds / len(image_ids))
+  report(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)
+  return figures
