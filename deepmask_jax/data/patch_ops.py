@@ -97,29 +97,40 @@ def patch_image(image: tf.Tensor, window: tf.Tensor, size: int) -> tf.Tensor:
   return resample_window(image, window, size, fill=127.5) / 255.0
 
 
+def _read_region(height_width: tf.Tensor, window: tf.Tensor):
+  """The image region a window's resampling reads, and the window inside it.
+
+  That is the window plus a pixel all round (bilinear samples near its edge
+  read one pixel beyond it), clipped to the image and at least one pixel.
+
+  Returns:
+    (start (y, x), size (h, w), the window (x0, y0, side) relative to start).
+  """
+  start_yx = window[1::-1] - 1
+  end_yx = start_yx + window[2] + 2
+  start_yx = tf.clip_by_value(start_yx, 0, height_width - 1)
+  end_yx = tf.clip_by_value(end_yx, start_yx + 1, height_width)
+  shifted = tf.concat([window[:2] - start_yx[::-1], window[2:]], axis=0)
+  return start_yx, end_yx - start_yx, shifted
+
+
 def decode_jpeg_window(jpeg: tf.Tensor, window: tf.Tensor):
   """Decodes only the part of a JPEG that a window's patch reads.
 
-  That is the window plus a pixel all round (bilinear samples near its edge
-  read one pixel beyond it), clipped to the image; much cheaper than a full
-  decode when the window is small.
+  Much cheaper than a full decode when the window is small.
 
   Args:
     jpeg: scalar string, JPEG bytes.
     window: int32 [3], (x0, y0, side) in image px.
 
   Returns:
-    (uint8 [h, w, 3] crop, int32 [3] the window in the crop's coordinates).
+    (uint8 [h, w, 3] region, int32 [3] the window in the region's coordinates).
   """
-  height_width = tf.io.extract_jpeg_shape(jpeg)[:2]
-  start_yx = window[1::-1] - 1
-  end_yx = start_yx + window[2] + 2
-  start_yx = tf.clip_by_value(start_yx, 0, height_width - 1)
-  end_yx = tf.clip_by_value(end_yx, start_yx + 1, height_width)
-  crop_window = tf.concat([start_yx, end_yx - start_yx], axis=0)
-  crop = tf.io.decode_and_crop_jpeg(jpeg, crop_window, channels=3)
-  shifted = tf.concat([window[:2] - start_yx[::-1], window[2:]], axis=0)
-  return crop, shifted
+  start_yx, size_yx, shifted = _read_region(
+      tf.io.extract_jpeg_shape(jpeg)[:2], window)
+  region = tf.io.decode_and_crop_jpeg(jpeg, tf.concat([start_yx, size_yx], 0),
+                                      channels=3)
+  return region, shifted
 
 
 def patch_label(mask: tf.Tensor, label_window: tf.Tensor,
@@ -129,7 +140,10 @@ def patch_label(mask: tf.Tensor, label_window: tf.Tensor,
   The label covers `label_window` (the central object region of the input
   window), resampled as the image is and thresholded at > 0.5 (cropMask).
   """
-  inside = resample_window(mask, label_window, size, fill=0.0)[..., 0] > 0.5
+  start_yx, size_yx, window = _read_region(tf.shape(mask)[:2], label_window)
+  region = tf.slice(mask, tf.concat([start_yx, [0]], 0),
+                    tf.concat([size_yx, [-1]], 0))
+  inside = resample_window(region, window, size, fill=0.0)[..., 0] > 0.5
   return tf.where(inside, 1.0, -1.0)
 
 

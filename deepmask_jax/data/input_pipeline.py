@@ -1,0 +1,264 @@
+"""tf.data input for DeepMask/SharpMask training and per-patch evaluation.
+
+Batch t is a pure function of (seed, t, process_index, dataset): the head of
+step t and every sample spec are drawn statelessly (sampler.py), so there is
+no iterator state to checkpoint. A resumed run calls
+`train_batches(config, start_step=t)` and gets exactly the batches an
+uninterrupted run would have got from step t on.
+
+Per step the pipeline draws the process's sample specs in numpy (cheap, from
+the cached ObjectIndex), then per sample, in parallel tf.data maps that run
+outside the GIL: fetch the record by index from the array_record data source,
+parse it, decode the JPEG (and only the chosen object's PNG mask), crop,
+resize, flip and normalise.
+
+Global sample j of step t on process p has index
+t * global_batch + p * local_batch + j, so the processes' slices are disjoint
+and together form the global batch.
+"""
+
+import dataclasses
+import os
+from typing import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from deepmask_jax.data import patch_ops
+from deepmask_jax.data import sampler as sampler_lib
+from deepmask_jax.data import tfds_coco
+
+# evalPerPatch draws the same patches every time, whatever the training seed,
+# so validation numbers of different runs are comparable.
+EVAL_SEED = 0
+_INDEX_FORMAT = 1
+_SKIP_PIXELS = {'image': tfds.decode.SkipDecoding(),
+                'objects': {'mask': tfds.decode.SkipDecoding()}}
+_SPEC_KEYS = ('image_index', 'object_slot', 'window', 'label_window', 'flip',
+              'score')
+
+
+class RecordReader:
+  """Reads records of one split by index, inside TF graphs.
+
+  `read(i)` returns the parsed example with the image and masks still encoded
+  (`image`: JPEG bytes, `objects/mask`: PNG bytes per object).
+  """
+
+  def __init__(self, builder, split: str):
+    self._source = builder.as_data_source(
+        split, deserialize_method=tfds_coco.RAW_BYTES)
+    self._features = builder.info.features
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def _fetch(self, image_index) -> bytes:
+    return self._source[int(image_index)]
+
+  def read(self, image_index: tf.Tensor) -> dict:
+    raw = tf.numpy_function(self._fetch, [image_index], tf.string,
+                            stateful=False)
+    raw = tf.ensure_shape(raw, ())
+    return self._features.deserialize_example(raw, decoders=_SKIP_PIXELS)
+
+
+def _index_path(builder, split: str) -> str:
+  return os.path.join(str(builder.data_dir), f'deepmask_object_index-{split}.npz')
+
+
+def _scan_split(reader: RecordReader) -> sampler_lib.ObjectIndex:
+  """Reads every record's boxes, labels and image size (no pixel decoding)."""
+  def summary(image_index):
+    example = reader.read(image_index)
+    objects = example['objects']
+    return {'image_id': example['image/id'],
+            'image_size': tf.io.extract_jpeg_shape(example['image'])[:2],
+            'label': objects['label'], 'bbox': objects['bbox'],
+            'area': objects['area'], 'iscrowd': objects['iscrowd']}
+
+  records = tf.data.Dataset.range(len(reader)).map(
+      summary, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  rows = list(records.as_numpy_iterator())
+  counts = np.array([len(row['label']) for row in rows], np.int64)
+
+  def objects(key, dtype, shape=()):
+    parts = [np.reshape(row[key], (-1,) + shape) for row in rows]
+    return np.concatenate(parts + [np.zeros((0,) + shape)]).astype(dtype)
+
+  return sampler_lib.ObjectIndex(
+      image_id=np.array([row['image_id'] for row in rows], np.int64),
+      image_size=np.array([row['image_size'] for row in rows],
+                          np.int32).reshape(-1, 2),
+      first_object=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+      object_slot=np.concatenate([np.arange(n) for n in counts] + [[]]).astype(
+          np.int32),
+      label=objects('label', np.int32),
+      bbox=objects('bbox', np.float32, (4,)),
+      area=objects('area', np.float32),
+      iscrowd=objects('iscrowd', bool))
+
+
+def load_object_index(builder, split: str) -> sampler_lib.ObjectIndex:
+  """The split's ObjectIndex, cached as .npz next to the TFDS files.
+
+  The cache sits in the builder's version folder, so rebuilding the dataset
+  (which replaces that folder) drops it; it is also rebuilt when its format or
+  record count does not match. It is written under a temporary name and
+  renamed, so processes building it at the same time never read a partial
+  file.
+  """
+  path = _index_path(builder, split)
+  expected_images = builder.info.splits[split].num_examples
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      if (int(cached['format']) == _INDEX_FORMAT
+          and len(cached['image_id']) == expected_images):
+        return sampler_lib.ObjectIndex(**{
+            field.name: cached[field.name]
+            for field in dataclasses.fields(sampler_lib.ObjectIndex)})
+  index = _scan_split(RecordReader(builder, split))
+  staging = f'{path}.{os.getpid()}.tmp.npz'
+  np.savez(staging, format=_INDEX_FORMAT, **vars(index))
+  os.replace(staging, path)
+  return index
+
+
+def _specs_fn(sampler, seed: int, hfreq: float, global_batch: int,
+              first_sample: int, local_batch: int):
+  """step -> this process's spec arrays for that step, plus its head."""
+  def specs(step):
+    step = int(step)
+    is_mask = sampler_lib.is_mask_step(seed, step, hfreq)
+    sample_ids = step * global_batch + first_sample + np.arange(local_batch)
+    draw = sampler.mask_specs if is_mask else sampler.score_specs
+    spec = draw(seed, sample_ids)
+    return tuple(getattr(spec, key) for key in _SPEC_KEYS) + (
+        np.full(local_batch, is_mask),)
+  return specs
+
+
+def _spec_dataset(steps: tf.data.Dataset, specs, local_batch: int):
+  """Per-sample spec dicts, `local_batch` per step, in step order."""
+  dtypes = (tf.int32, tf.int32, tf.int32, tf.int32, tf.bool, tf.float32, tf.bool)
+  shapes = ((), (), (3,), (3,), (), (), ())
+
+  def step_specs(step):
+    arrays = tf.numpy_function(specs, [step], dtypes, stateful=False)
+    return {key: tf.ensure_shape(array, (local_batch,) + shape)
+            for key, array, shape in zip(_SPEC_KEYS + ('is_mask',), arrays, shapes)}
+
+  return steps.map(step_specs).unbatch()
+
+
+def _patch_fn(reader: RecordReader, index: sampler_lib.ObjectIndex, patch_config):
+  """Per-sample spec -> {'image', 'mask', 'score', 'is_mask'} (TF graph)."""
+  geometry = sampler_lib.PatchGeometry.from_config(patch_config)
+  image_ids = tf.constant(index.image_id)
+  label_size = geometry.label_size
+
+  def make_patch(spec):
+    example = reader.read(spec['image_index'])
+    # The index and the data source must agree on the record order.
+    tf.debugging.assert_equal(example['image/id'],
+                              tf.gather(image_ids, spec['image_index']))
+    image, window = patch_ops.decode_jpeg_window(example['image'], spec['window'])
+    patch = patch_ops.patch_image(image, window, geometry.window_size)
+
+    def object_label():
+      png = example['objects']['mask'][spec['object_slot']]
+      mask = tf.io.decode_png(png, channels=1)
+      return patch_ops.patch_label(mask, spec['label_window'], label_size)
+
+    label = tf.cond(spec['is_mask'], object_label,
+                    lambda: tf.zeros((label_size, label_size), tf.float32))
+    flip = spec['flip']
+    return {
+        'image': patch_ops.normalise(
+            patch_ops.flip_horizontally(patch, flip), patch_config.mean,
+            patch_config.std),
+        'mask': patch_ops.flip_horizontally(label, flip),
+        'score': spec['score'],
+        'is_mask': spec['is_mask'],
+    }
+  return make_patch
+
+
+def _batched(samples: tf.data.Dataset, local_batch: int, prefetch: int):
+  def batch_head(batch):
+    return dict(batch, is_mask=batch['is_mask'][0])
+  options = tf.data.Options()
+  options.deterministic = True
+  return (samples.batch(local_batch, drop_remainder=True)
+          .map(batch_head).prefetch(prefetch).with_options(options))
+
+
+def _process_slice(batch_size: int, process_index, process_count):
+  """(first sample of this process within a global batch, local batch)."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if batch_size % process_count:
+    raise ValueError(f'batch_size {batch_size} is not divisible by the '
+                     f'{process_count} processes')
+  local_batch = batch_size // process_count
+  return process_index * local_batch, local_batch
+
+
+def patch_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
+                  seed: int, hfreq: float, process_index=None,
+                  process_count=None) -> tf.data.Dataset:
+  """Batches of patches for the given steps (a dataset of int64 step numbers).
+
+  Returns:
+    A dataset of {'image': f32 [b, wSz, wSz, 3] normalised NHWC,
+    'mask': f32 [b, gSz, gSz] in {-1, +1} (zeros in score batches),
+    'score': f32 [b] in {-1, +1} (all +1 in mask batches),
+    'is_mask': bool scalar}, b = the local batch.
+  """
+  first_sample, local_batch = _process_slice(config.batch_size, process_index,
+                                             process_count)
+  reader = RecordReader(builder, split)
+  index = load_object_index(builder, split)
+  sampler = sampler_lib.PatchSampler(
+      index, sampler_lib.PatchGeometry.from_config(config.patch))
+  specs = _specs_fn(sampler, seed, hfreq, config.batch_size, first_sample,
+                    local_batch)
+  samples = _spec_dataset(steps, specs, local_batch).map(
+      _patch_fn(reader, index, config.patch),
+      num_parallel_calls=config.data.num_parallel_calls, deterministic=True)
+  return _batched(samples, local_batch, config.data.prefetch)
+
+
+def train_batches(config, *, start_step: int = 0, split: str = 'train',
+                  process_index=None, process_count=None) -> Iterator[dict]:
+  """Training batches for steps start_step, start_step + 1, ... (endless).
+
+  Step t is a mask batch iff U(seed, t) > config.patch.hfreq, on every
+  process. The local batch is config.batch_size // process_count (processes
+  default to jax's); see `patch_dataset` for the keys.
+  """
+  builder = tfds_coco.prepare(config.data)
+  steps = tf.data.Dataset.counter(start_step)
+  return patch_dataset(config, builder, split, steps, seed=config.seed,
+                       hfreq=config.patch.hfreq, process_index=process_index,
+                       process_count=process_count).as_numpy_iterator()
+
+
+def eval_batches(config, *, split: str = 'val', num_batches=None,
+                 process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+  """evalPerPatch: `num_batches` (default config.eval_batches) mask batches.
+
+  Jittered and flipped as in training, but drawn from EVAL_SEED, so every call
+  (and every run) sees the same patches. Same keys as `train_batches`. By
+  default each batch is the whole global batch (config.batch_size), which the
+  trainer slices per process; pass process_index/process_count to get only a
+  process's slice instead.
+  """
+  builder = tfds_coco.prepare(config.data)
+  num_batches = config.eval_batches if num_batches is None else num_batches
+  steps = tf.data.Dataset.range(num_batches)
+  return patch_dataset(config, builder, split, steps, seed=EVAL_SEED, hfreq=0.0,
+                       process_index=process_index,
+                       process_count=process_count).as_numpy_iterator()
