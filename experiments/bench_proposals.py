@@ -1,0 +1,173 @@
+r"""Proposal throughput: images/s of DeepMask and SharpMask, split by stage.
+
+    python experiments/bench_proposals.py [--models deepmask,sharpmask]
+        [--images 3] [--num_proposals 1000] [--model_dir DIR] [--tiny]
+        [--json out.json] [--coco_pass ../shared/data/coco_tiny]
+
+Each model runs on 640x480 images (random pixels with a few bright
+rectangles) with 1000 proposals per image, after one warm-up image that pays
+for the compilations. Stages, each timed to completion:
+  network  pyramid canvases, trunk + score maps, top-k merge, mask decoding
+           (DeepMask mask head or SharpMask refinement);
+  paste    resizing, thresholding and pasting the K masks at 640x480, and
+           copying them to the host;
+  rle/json pycocotools RLE encoding, toBbox and the COCO results JSON text.
+Without --model_dir the models are the full ResNet-50 DeepMask / SharpMask
+with random weights (speed does not depend on the weights); --tiny uses a
+tiny trunk for a quick smoke run.
+
+--coco_pass DIR instead runs per-image evaluation over DIR's val2017 split
+with each model and reports the compilations the pass needed (the programs
+per jitted function, and every XLA backend compilation, small eager ops
+included), seconds per image and the AR figures.
+"""
+
+import argparse
+import json
+import time
+
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from deepmask_jax.config_schema import get_config
+from deepmask_jax.evaluation.per_image import evaluate_per_image
+from deepmask_jax.evaluation.results_json import segm_results
+from deepmask_jax.inference.api import ProposalGenerator
+from deepmask_jax.models import model_from_config
+from deepmask_jax.models.store import load_model
+
+BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+
+HEIGHT, WIDTH = 480, 640
+
+
+def benchmark_image(seed: int) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+  for _ in range(4):
+    y, x = rng.integers(0, HEIGHT - 100), rng.integers(0, WIDTH - 100)
+    image[y:y + rng.integers(30, 100), x:x + rng.integers(30, 100)] = (
+        rng.integers(0, 256, 3))
+  return image
+
+
+def build_model(kind: str, args):
+  """(model, variables, config): --model_dir's, or a random-weight one."""
+  if args.model_dir:
+    variables, config = load_model(args.model_dir)
+    return model_from_config(config), variables, config
+  config = get_config()
+  config.model = kind
+  if args.tiny:
+    config.trunk.stem_width, config.trunk.widths = 8, (4, 8, 8)
+    config.trunk.depths = (1, 1, 1)
+  model = model_from_config(config)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0),
+                                  jnp.zeros((1, 192, 192, 3)))
+  return model, variables, config
+
+
+def coco_pass(kind: str, args) -> dict:
+  """Per-image evaluation over a COCO val split, counting compilations."""
+  model, variables, config = build_model(kind, args)
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, **_: compiles.append(seconds)
+      if event == BACKEND_COMPILE_EVENT else None)
+  with tempfile.TemporaryDirectory() as out:
+    figures = evaluate_per_image(
+        model, variables, config,
+        os.path.join(args.coco_pass, 'annotations', 'instances_val2017.json'),
+        os.path.join(args.coco_pass, 'val2017'), out,
+        num_proposals=args.num_proposals)
+  figures.update(model=kind, backend_compilations=len(compiles),
+                 compile_seconds=float(np.sum(compiles)))
+  return figures
+
+
+def time_image(generator: ProposalGenerator, image: np.ndarray) -> dict:
+  """Seconds per stage for one image."""
+  start = time.perf_counter()
+  [windows] = generator.run_network([image])
+  jax.block_until_ready(windows.windows.logits)
+  network = time.perf_counter()
+  chunks = [masks for masks, _ in generator.paste(
+      windows, column_major=True, with_boxes=False)]
+  pasted = time.perf_counter()
+  rles = [rle for masks in chunks for rle in generator.encode(masks)]
+  mask_utils.toBbox(rles)
+  text = json.dumps(segm_results(1, rles, windows.windows.probs, 1))
+  encoded = time.perf_counter()
+  assert len(rles) == len(windows.windows.probs) and text
+  return {'network': network - start, 'paste': pasted - network,
+          'rle/json': encoded - pasted, 'total': encoded - start}
+
+
+def run(kind: str, args) -> dict:
+  generator = ProposalGenerator(*build_model(kind, args),
+                                num_proposals=args.num_proposals)
+  warmup = time_image(generator, benchmark_image(0))
+  times = [time_image(generator, benchmark_image(i + 1))
+           for i in range(args.images)]
+  mean = {stage: float(np.mean([t[stage] for t in times]))
+          for stage in times[0]}
+  return {'model': kind, 'images': args.images,
+          'seconds': mean, 'images_per_second': 1.0 / mean['total'],
+          'warmup_seconds': warmup['total'],
+          'compilations': generator.compilations}
+
+
+def table(rows: list[dict]) -> str:
+  lines = ['| model | network s | paste s | rle/json s | total s | images/s |',
+           '|---|---|---|---|---|---|']
+  for row in rows:
+    s = row['seconds']
+    lines.append(f"| {row['model']} | {s['network']:.3f} | {s['paste']:.3f} "
+                 f"| {s['rle/json']:.3f} | {s['total']:.3f} "
+                 f"| {row['images_per_second']:.2f} |")
+  return '\n'.join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--models', default='deepmask,sharpmask')
+  parser.add_argument('--images', type=int, default=3)
+  parser.add_argument('--num_proposals', type=int, default=1000)
+  parser.add_argument('--model_dir', default='')
+  parser.add_argument('--tiny', action='store_true')
+  parser.add_argument('--json', default='')
+  parser.add_argument('--coco_pass', default='')
+  args = parser.parse_args()
+  device = jax.devices()[0]
+  if args.coco_pass:
+    passes = [coco_pass(kind, args) for kind in args.models.split(',')]
+    for figures in passes:
+      print(f"{figures['model']}: {figures['num_images']} images, "
+            f"{figures['seconds_per_image']:.2f} s/image; programs "
+            f"{figures['compilations']}; XLA backend compilations "
+            f"{figures['backend_compilations']} "
+            f"({figures['compile_seconds']:.0f} s)")
+    if args.json:
+      with open(args.json, 'w') as f:
+        json.dump({'device': str(device), 'passes': passes}, f, indent=2)
+    return
+  rows = [run(kind, args) for kind in args.models.split(',')]
+  print(f'device: {device.platform} ({device.device_kind}), '
+        f'{HEIGHT}x{WIDTH} images, {args.num_proposals} proposals, '
+        f'mean of {args.images} images after one warm-up')
+  print(table(rows))
+  for row in rows:
+    print(f"{row['model']}: warm-up (with compilation) "
+          f"{row['warmup_seconds']:.1f} s; compilations {row['compilations']}")
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump({'device': str(device), 'rows': rows}, f, indent=2)
+
+
+if __name__ == '__main__':
+  main()
