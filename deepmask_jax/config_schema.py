@@ -81,6 +81,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batches = 200  # evalPerPatch: testmaxload batches.
   config.log_every_steps = 50
 
+  # Evaluation of a checkpoint (`--config.mode=eval`): per patch (evalPerPatch)
+  # and per image (proposals + COCOeval AR, useCats=0, maxDets 10/100/1000).
+  config.evaluation = ml_collections.ConfigDict()
+  config.evaluation.per_patch = True
+  config.evaluation.per_image = True
+  config.evaluation.num_proposals = 1000
+  config.evaluation.max_images = 5000  # The reference's "first 5k" val ids.
+  config.evaluation.step = -1  # Checkpoint step; -1 = best validated, else latest.
+
   # SharpMask stage 2.
   config.deepmask_checkpoint = ''  # Workdir or checkpoint of a trained DeepMask.
   config.refine = ml_collections.ConfigDict()

@@ -1,6 +1,6 @@
 """Entry point: `python -m deepmask_jax.main --config=configs/deepmask.py --workdir=DIR`."""
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from deepmask_jax import run
@@ -16,6 +16,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  if not FLAGS['verbosity'].present:
+    # Keep the console to progress lines; orbax logs every save at INFO.
+    logging.set_verbosity(logging.WARNING)
   run.run(FLAGS.config, FLAGS.workdir, multihost=FLAGS.multihost)
 
 
