@@ -207,3 +207,17 @@ def test_pipeline_labels_are_the_spec_labels(config, coco_tiny_builder):
     label = patch_ops.patch_label(mask, tf.constant(specs.label_window[j]), 112).numpy()
     np.testing.assert_array_equal(batch['mask'][j],
                                   label[:, ::-1] if specs.flip[j] else label)
+
+
+def test_small_synthetic_images_give_full_batches(synthetic_data_config, synthetic_builder):
+  del synthetic_builder  # Built once per session; prepare() reuses it.
+  config = config_schema.get_config()
+  config.data = synthetic_data_config
+  config.batch_size = BATCH
+  batches = _take(input_pipeline.train_batches(config), 4)
+  assert {bool(b['is_mask']) for b in batches} == {True, False}
+  for batch in batches:
+    assert batch['image'].shape == (BATCH, 192, 192, 3)
+    assert np.isfinite(batch['image']).all()
+    if batch['is_mask']:
+      assert (batch['mask'] == 1).any(axis=(1, 2)).all()  # Every label has its object.
