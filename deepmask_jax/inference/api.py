@@ -179,10 +179,12 @@ class ProposalGenerator:
     level_probs = [rankings[b][0][slot] for b, slot in places]
     probs, level, rank = merge_levels(level_probs,
                                       self.settings.num_proposals)
-    rows = np.array([rankings[places[l][0]][1][places[l][1]][r]
-                     for l, r in zip(level, rank)], np.int32)
-    cols = np.array([rankings[places[l][0]][2][places[l][1]][r]
-                     for l, r in zip(level, rank)], np.int32)
+    rows = np.zeros(len(rank), np.int32)
+    cols = np.zeros(len(rank), np.int32)
+    for l, (b, slot) in enumerate(places):
+      mine = level == l
+      rows[mine] = rankings[b][1][slot][rank[mine]]
+      cols[mine] = rankings[b][2][slot][rank[mine]]
     order = np.argsort(level, kind='stable')  # Decode level by level.
     selections = [(places[l][0], places[l][1], rank[order][level[order] == l])
                   for l in np.unique(level)]

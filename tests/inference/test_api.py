@@ -119,3 +119,16 @@ def test_from_path_reads_a_model_directory(tmp_path, tiny_deepmask):
   image = image_of(30, 40)
   np.testing.assert_allclose(loaded(image).scores, direct(image).scores,
                              rtol=1e-6)
+
+
+def test_sharpmask_deepmask_mode_uses_the_deepmask_masks(tiny_sharpmask):
+  model, variables, config = tiny_sharpmask
+  image = image_of(40, 60)
+  dm_mode = ProposalGenerator(model, variables, config, num_proposals=8,
+                              use_deepmask_masks=True)(image)
+  deepmask = ProposalGenerator(
+      model.deepmask, {'params': variables['params']['deepmask'],
+                       'constants': variables['constants']['deepmask']},
+      config, num_proposals=8)(image)
+  np.testing.assert_allclose(dm_mode.scores, deepmask.scores, rtol=1e-6)
+  np.testing.assert_array_equal(dm_mode.masks, deepmask.masks)
