@@ -69,6 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 300
   config.learning_rates = (1e-3, 5e-4, 1e-4)
   config.lr_boundaries_epochs = (50, 120)  # lr changes after these epochs.
+  config.optimizer = 'sgd'  # 'sgd' (the reference) or 'adam' (from-scratch demos).
   config.momentum = 0.9
   config.weight_decay = 5e-4
   config.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'.

@@ -43,11 +43,22 @@ def learning_rate_fn(config):
 
 
 def group_transform(config) -> optax.GradientTransformation:
-  """Per-group update direction (before the learning rate): wd, then momentum."""
+  """Per-group update direction (before the learning rate).
+
+  'sgd' (the reference): coupled weight decay, then heavy-ball momentum.
+  'adam': coupled weight decay, then Adam's scaling. Only for training a trunk
+  from scratch (the demo): without ImageNet weights or batch norm, plain SGD
+  leaves such a trunk stuck predicting the average mask.
+  """
   parts = []
   if config.weight_decay:
     parts.append(optax.add_decayed_weights(config.weight_decay))
-  if config.momentum:
+  if config.optimizer == 'adam':
+    parts.append(optax.scale_by_adam())
+  elif config.optimizer != 'sgd':
+    raise ValueError(f"config.optimizer must be 'sgd' or 'adam', got "
+                     f'{config.optimizer!r}')
+  elif config.momentum:
     parts.append(optax.trace(decay=config.momentum, nesterov=False))
   return optax.chain(*parts)
 
