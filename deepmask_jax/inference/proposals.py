@@ -238,11 +238,10 @@ class ProposalNetwork:
         part = ranks[offset:offset + chunk]
         part = np.concatenate([part, np.full(chunk - len(part), part[-1])])
         embedding, windows = self._gather_fn(
-            level, jnp.full((chunk,), slot, jnp.int32),
-            jnp.asarray(part, jnp.int32))
+            level, np.full(chunk, slot, np.int32), part.astype(np.int32))
         self._shapes['decode'].add(buffer.shape)
         buffer = self._decode_fn(variables, buffer, embedding, windows,
-                                 jnp.int32(start + offset))
+                                 np.int32(start + offset))
       start += len(ranks)
     return buffer
 
