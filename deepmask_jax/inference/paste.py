@@ -9,10 +9,11 @@ thresholded at logit(0.2) and written with their top-left pixel at
 boxes when shrinking (torch/image `scaleLinear_rowcol`); both are separable,
 so each output row (and column) reads at most `num_taps` source rows.
 
-Masks come out of one jitted call per chunk of windows, on a canvas whose
-sides are the image's rounded up to `bucket_multiple` (so few shapes compile);
-boxes ([x, y, w, h], as pycocotools `toBbox`) are reduced from the masks in
-the same call. With `column_major` the masks come as [n, W, H]: each mask is
+Masks are made on the device chunk by chunk of windows (three jitted
+programs: tap tables and the first resizing pass, the second pass with the
+threshold and clipping, the boxes), on a canvas whose sides are the image's
+rounded up to `bucket_multiple` (so few shapes compile); boxes ([x, y, w, h],
+equal to pycocotools `toBbox`) are reduced from the masks. With `column_major` the masks come as [n, W, H]: each mask is
 then laid out in Fortran order, as pycocotools' RLE encoder reads it.
 """
 
