@@ -1,0 +1,70 @@
+"""The README's commands end to end: train the demo DeepMask, resume, evaluate.
+
+Runs `python -m deepmask_jax.main --config=configs/demo.py` on a small
+synthetic dataset it generates (the demo's own path, scaled down).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def main(workdir, data_root, *overrides, timeout=900):
+  args = [sys.executable, '-m', 'deepmask_jax.main', '--config=configs/demo.py',
+          f'--workdir={workdir}', f'--config.data.root={data_root}',
+          '--config.data.synthetic_train_images=24',
+          '--config.data.synthetic_val_images=8',
+          '--config.data.synthetic_image_size=96', '--config.maxload=4',
+          '--config.num_epochs=1', '--config.eval_every_steps=4',
+          '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
+          '--config.eval_batches=1', '--config.batch_size=8', *overrides]
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  return subprocess.run(args, cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp('main')
+  result = main(root / 'run', root / 'synthetic')
+  assert result.returncode == 0, result.stdout + result.stderr
+  return root, result.stdout
+
+
+def test_demo_trains_and_validates(trained):
+  root, stdout = trained
+  assert 'step 4/4' in stdout
+  assert 'val_per_patch @ step 4' in stdout
+  assert (root / 'synthetic' / 'annotations' / 'instances_train.json').exists()
+  assert sorted(os.listdir(root / 'run' / 'checkpoints'))[-1] == '4'
+
+
+def test_rerun_of_a_finished_run_resumes_and_takes_no_step(trained):
+  root, _ = trained
+  result = main(root / 'run', root / 'synthetic')
+  assert result.returncode == 0, result.stderr
+  assert 'Resumed from step 4' in result.stdout
+  assert 'step 4/4' not in result.stdout
+
+
+def test_eval_mode_reports_per_patch_and_per_image_figures(trained):
+  root, _ = trained
+  result = main(root / 'run', root / 'synthetic', '--config.mode=eval',
+                '--config.evaluation.num_proposals=20')
+  assert result.returncode == 0, result.stdout + result.stderr
+  with open(root / 'run' / 'eval' / 'evaluation.json') as f:
+    figures = json.load(f)
+  assert figures['per_patch']['patches'] == 8
+  assert figures['per_image']['num_images'] == 8
+
+
+def test_missing_dataset_names_the_expected_layout(tmp_path):
+  result = main(tmp_path / 'run', tmp_path / 'nothing',
+                '--config.data.synthetic=False')
+  assert result.returncode != 0
+  assert 'instances_train.json' in result.stderr + result.stdout

@@ -1,0 +1,58 @@
+"""Initial variables: ImageNet trunk from a model directory, SharpMask from DeepMask."""
+
+import jax
+import numpy as np
+import pytest
+
+from deepmask_jax.models import model_from_config
+from deepmask_jax.models.store import save_model
+from deepmask_jax.train.initialization import initial_variables, resolve_config
+from tests.conftest import tiny_config
+
+
+def test_trunk_init_copies_the_trunk_and_its_constants(tmp_path):
+  config = tiny_config()
+  model = model_from_config(config)
+  source = jax.tree.map(lambda x: np.asarray(x) + 0.5,
+                        initial_variables(config, model))
+  save_model(str(tmp_path / 'resnet'), {c: {'trunk': source[c]['trunk']}
+                                        for c in source}, config)
+  config.trunk_init = str(tmp_path / 'resnet')
+  fresh = initial_variables(config, model)
+  for collection in ('params', 'constants'):
+    for a, b in zip(jax.tree.leaves(fresh[collection]['trunk']),
+                    jax.tree.leaves(source[collection]['trunk'])):
+      np.testing.assert_array_equal(a, b)
+  # The heads stay freshly initialised.
+  assert not np.allclose(fresh['params']['mask_head']['bias'],
+                         source['params']['mask_head']['bias'])
+
+
+def test_trunk_init_of_another_shape_fails_clearly(tmp_path):
+  other = tiny_config(**{'trunk.widths': (8, 8, 8)})
+  variables = initial_variables(other, model_from_config(other))
+  save_model(str(tmp_path / 'resnet'), {c: {'trunk': variables[c]['trunk']}
+                                        for c in variables}, other)
+  config = tiny_config(trunk_init=str(tmp_path / 'resnet'))
+  with pytest.raises(ValueError, match='does not fit'):
+    initial_variables(config, model_from_config(config))
+
+
+def test_sharpmask_takes_architecture_and_weights_from_its_deepmask(tmp_path):
+  deepmask_config = tiny_config(**{'trunk.widths': (4, 8, 16)})
+  deepmask = initial_variables(deepmask_config,
+                               model_from_config(deepmask_config))
+  save_model(str(tmp_path / 'dm'), deepmask, deepmask_config)
+  config = tiny_config(model='sharpmask', deepmask_checkpoint=str(tmp_path / 'dm'))
+  config = resolve_config(config)
+  assert tuple(config.trunk.widths) == (4, 8, 16)
+  variables = initial_variables(config, model_from_config(config))
+  for a, b in zip(jax.tree.leaves(variables['params']['deepmask']),
+                  jax.tree.leaves(deepmask['params'])):
+    np.testing.assert_array_equal(a, b)
+  assert 'refinement' in variables['params']
+
+
+def test_sharpmask_without_deepmask_checkpoint_says_what_to_set():
+  with pytest.raises(ValueError, match='deepmask_checkpoint'):
+    resolve_config(tiny_config(model='sharpmask'))
