@@ -155,11 +155,14 @@ class ProposalGenerator:
     for i, (levels, _) in enumerate(prepared):
       for l, level in enumerate(levels):
         groups[level.canvas].append((i, l))
+    # Levels of one image rarely share a canvas shape; batching them would
+    # only add compilations (a batch of 2 is another program).
+    max_batch = self.settings.max_batch if len(images) > 1 else 1
     batches, where = [], {}
     for shape, members in groups.items():
-      for first in range(0, len(members), self.settings.max_batch):
-        part = members[first:first + self.settings.max_batch]
-        size = _batch_size(len(part), self.settings.max_batch)
+      for first in range(0, len(members), max_batch):
+        part = members[first:first + max_batch]
+        size = _batch_size(len(part), max_batch)
         canvases = np.full((size,) + shape + (3,), GREY, np.float32)
         valid = np.zeros((size, 2), np.int32)
         for slot, (i, l) in enumerate(part):
