@@ -8,6 +8,8 @@ module, so an installed deepmask_jax never needs the `configs/` folder.
 
 import ml_collections
 
+from deepmask_jax.inference.defaults import inference_defaults
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -81,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 8000  # The reference validates every 2nd epoch.
   config.eval_batches = 200  # evalPerPatch: testmaxload batches.
   config.log_every_steps = 50
+
+  # Dense multi-scale proposals (deepmask_jax/inference/defaults.py).
+  config.inference = inference_defaults()
 
   # Evaluation of a checkpoint (`--config.mode=eval`): per patch (evalPerPatch)
   # and per image (proposals + COCOeval AR, useCats=0, maxDets 10/100/1000).

@@ -1,8 +1,8 @@
 """Inference settings: defaults for the `config.inference` sub-dict.
 
-The schema (deepmask_jax/config_schema.py) has no `inference` section yet, so
-the proposal code reads `config.inference` when a config carries one and falls
-back to these values field by field.
+The schema (deepmask_jax/config_schema.py) takes its `inference` section from
+here. Configs saved without one (older checkpoints, converted `.t7` models)
+still work: the proposal code falls back to these values field by field.
 """
 
 import ml_collections

@@ -60,7 +60,9 @@ def group_transform(config) -> optax.GradientTransformation:
                      f'{config.optimizer!r}')
   elif config.momentum:
     parts.append(optax.trace(decay=config.momentum, nesterov=False))
-  return optax.chain(*parts)
+  # Plain SGD (SharpMask's recipe: no momentum, no decay) is the gradient
+  # itself; optax.chain() of nothing is an error.
+  return optax.chain(*parts) if parts else optax.identity()
 
 
 def select(params: dict, keys) -> dict:
