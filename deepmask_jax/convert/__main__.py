@@ -20,11 +20,17 @@ from deepmask_jax.convert.errors import ConversionError
 from deepmask_jax.convert.t7_file import load_t7
 from deepmask_jax.convert.torch_tree import Node, describe_tree
 
-_T7 = flags.DEFINE_string('t7', None, 'The .t7 file to convert.')
-_OUT = flags.DEFINE_string('out', None, 'Model directory to write; must not '
-                           'exist yet.')
-_INSPECT = flags.DEFINE_boolean('inspect', False, 'Print the module tree of '
-                                '--t7 and exit (no --out needed).')
+
+
+def define_flags() -> None:
+  """The command's flags; defined only when it runs, so that importing `run`
+  (tests, other tools) never clashes with another CLI's --out."""
+  flags.DEFINE_string('t7', None, 'The .t7 file to convert.')
+  flags.DEFINE_string('out', None, 'Model directory to write; must not '
+                      'exist yet.')
+  flags.DEFINE_boolean('inspect', False, 'Print the module tree of --t7 and '
+                       'exit (no --out needed).')
+  flags.mark_flag_as_required('t7')
 
 
 def run(t7_path: str, out_dir: str, inspect: bool = False, stdout=None,
@@ -57,9 +63,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Quiet orbax's per-save INFO lines.
-  return run(_T7.value, _OUT.value, _INSPECT.value)
+  return run(flags.FLAGS.t7, flags.FLAGS.out, flags.FLAGS.inspect)
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('t7')
+  define_flags()
   app.run(main)
