@@ -57,7 +57,7 @@ def test_eval_mode_reports_per_patch_and_per_image_figures(trained):
   result = main(root / 'run', root / 'synthetic', '--config.mode=eval',
                 '--config.evaluation.num_proposals=20')
   assert result.returncode == 0, result.stdout + result.stderr
-  with open(root / 'run' / 'eval' / 'evaluation.json') as f:
+  with open(root / 'run' / 'eval_synthetic' / 'evaluation.json') as f:
     figures = json.load(f)
   assert figures['per_patch']['patches'] == 8
   assert figures['per_image']['num_images'] == 8

@@ -3,8 +3,9 @@
 The model (architecture and variables) comes from the checkpoint; the data
 and evaluation settings from the config given on the command line, so a
 model can be evaluated on another COCO-format split. Figures are printed and
-saved to WORKDIR/eval/evaluation.json (per-image proposals and AR files go
-beside it).
+saved to WORKDIR/eval_<data.name>/evaluation.json (per-image proposals and AR
+files go beside it), so evaluations on different datasets do not overwrite
+each other.
 """
 
 import json
@@ -55,7 +56,7 @@ def _per_image(model, variables, config, out_dir: str) -> dict:
 def evaluate_checkpoint(config, workdir: str) -> dict:
   """Evaluates the checkpoint in `workdir`; returns {'per_patch', 'per_image'}."""
   model, variables, config = _model_and_variables(config, workdir)
-  out_dir = os.path.join(workdir, 'eval')
+  out_dir = os.path.join(workdir, f'eval_{config.data.name}')
   os.makedirs(out_dir, exist_ok=True)
   results = {}
   if config.evaluation.per_patch:
