@@ -10,7 +10,13 @@ trains from scratch (no ImageNet weights, BN folded to the identity), where
 plain SGD stays stuck at the average mask: the demo uses Adam instead.
 """
 
-from configs import deepmask
+import os
+import sys
+
+# Configs build on each other; make `configs` importable however this file is
+# loaded (ml_collections loads it by path, from any working directory).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import deepmask  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config():

@@ -9,7 +9,13 @@ last refinement modules are 4 and 2 channels wide, and under Adam their ReLUs
 die within a few hundred steps (the loss sticks above the average-mask level).
 """
 
-from configs import demo
+import os
+import sys
+
+# Configs build on each other; make `configs` importable however this file is
+# loaded (ml_collections loads it by path, from any working directory).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import demo  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config():

@@ -7,7 +7,13 @@ own schedule never decays (see docs/reference_fixes.md).
 Set `--config.deepmask_checkpoint=<DeepMask workdir or converted model.t7>`.
 """
 
-from configs import deepmask
+import os
+import sys
+
+# Configs build on each other; make `configs` importable however this file is
+# loaded (ml_collections loads it by path, from any working directory).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import deepmask  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config():
