@@ -100,10 +100,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.deepmask_checkpoint = ''  # Workdir or checkpoint of a trained DeepMask.
   config.refine = ml_collections.ConfigDict()
   config.refine.km = 32  # Mask-encoding channels (also ks).
-  config.refine.skip_hidden = 64  # Hidden width of the skip convs.
   return config
 
-
-def epochs_to_steps(config, epochs) -> int:
-  """Converts a number of reference epochs (`maxload` batches each) to steps."""
-  return int(epochs) * int(config.maxload)

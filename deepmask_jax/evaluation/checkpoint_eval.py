@@ -14,6 +14,7 @@ import os
 import ml_collections
 
 from deepmask_jax.evaluation.per_image import evaluate_per_image
+from deepmask_jax.evaluation.per_patch import PerPatchEvaluator
 from deepmask_jax.models import model_from_config
 from deepmask_jax.models.store import load_model
 from deepmask_jax.train.checkpointing import load_latest_variables
@@ -37,7 +38,6 @@ def _model_and_variables(config, workdir: str):
 
 def _per_patch(model, variables, config) -> dict:
   from deepmask_jax.data import input_pipeline  # TensorFlow lives there.
-  from deepmask_jax.evaluation.per_patch import PerPatchEvaluator  # pylint: disable=g-import-not-at-top
   return PerPatchEvaluator(model).run(variables,
                                       input_pipeline.eval_batches(config))
 

@@ -15,6 +15,7 @@ execute code.
 
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -60,7 +61,7 @@ def save_model(directory: str, variables: dict, config) -> None:
       f.write(config.to_json(indent=2))
     os.rename(staging, directory)
   except BaseException:
-    _remove_tree(staging)
+    shutil.rmtree(staging, ignore_errors=True)
     raise
 
 
@@ -90,8 +91,3 @@ def _plain_dict(tree):
   if hasattr(tree, 'items'):
     return {str(k): _plain_dict(v) for k, v in tree.items()}
   return tree
-
-
-def _remove_tree(path: str) -> None:
-  import shutil
-  shutil.rmtree(path, ignore_errors=True)
