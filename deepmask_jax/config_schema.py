@@ -13,7 +13,7 @@ from deepmask_jax.inference.defaults import inference_defaults
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.model = 'deepmask'  # 'deepmask' or 'sharpmask'.
+  config.model = 'deepmask'  # 'deepmask', 'sharpmask' or 'embedmask'.
   config.mode = 'train'  # 'train' or 'eval' (evaluate the latest checkpoint).
   config.seed = 0
 
@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.trunk.widths = (64, 128, 256)  # Bottleneck widths of layer1..3.
   config.trunk.depths = (3, 4, 6)  # Bottlenecks per layer.
   config.trunk.expansion = 4
+  # MSRA/Detectron layout (EmbedMask's ImageNet weights): the stride of a
+  # downsampling block sits in its first 1x1 conv instead of the 3x3.
+  config.trunk.stride_in_1x1 = False
   # Optional trunk initialisation: an orbax checkpoint written by
   # `python -m deepmask_jax.convert` from fb.resnet.torch `resnet-50.t7`.
   config.trunk_init = ''
@@ -100,5 +103,70 @@ def get_config() -> ml_collections.ConfigDict:
   config.deepmask_checkpoint = ''  # Workdir or checkpoint of a trained DeepMask.
   config.refine = ml_collections.ConfigDict()
   config.refine.km = 32  # Mask-encoding channels (also ks).
+
+  # EmbedMask (reference_embedmask.md, V3 HEAD e9d6142). Its trunk is
+  # config.trunk with four layers (configs/embedmask.py), zero padded.
+  config.embedmask = embedmask_defaults()
+  # Full-image detection batches (EmbedMask): resize, canvases, ground truth.
+  config.detection = detection_defaults()
+  # Solver of full-image families (EmbedMask): warmup, steps, bias factor.
+  config.solver = solver_defaults()
   return config
+
+
+def embedmask_defaults() -> ml_collections.ConfigDict:
+  """Model, loss and inference settings of EmbedMask (the V3 yaml values)."""
+  cfg = ml_collections.ConfigDict()
+  cfg.num_classes = 80  # Set from the dataset's categories when training.
+  cfg.embed_dim = 16  # D: 2 spatial + D - 2 free channels.
+  cfg.fpn_channels = 256
+  cfg.num_convs = 4  # Convs per head tower.
+  cfg.strides = (8, 16, 32, 64, 128)  # P3..P7.
+  cfg.prior_prob = 0.01
+  cfg.prior_margin = 2.0  # Margin bias: P = 0.5 at embedding distance 2.
+  cfg.margin_reduce_factor = 32.0
+  cfg.freeze_at = 2  # Stem and layer1 frozen (FREEZE_CONV_BODY_AT).
+  # Targets and losses.
+  cfg.scale_ranges = (64, 128, 256, 512)  # FPN_INTEREST_SPLIT.
+  cfg.center_radius = 1.5
+  cfg.sample_in_mask = True
+  cfg.focal_alpha = 0.25
+  cfg.focal_gamma = 2.0
+  cfg.mask_loss_weight = 0.5
+  # Inference.
+  cfg.score_threshold = 0.05
+  cfg.pre_nms_top_n = 1000  # Per level.
+  cfg.nms_threshold = 0.6
+  cfg.detections_per_image = 100
+  cfg.mask_threshold = 0.53  # Probability.
+  cfg.mask_box_padding = 2  # Stride-4 cells around each box.
+  return cfg
+
+
+def detection_defaults() -> ml_collections.ConfigDict:
+  """Full-image batches: the reference's caffe2 input convention."""
+  cfg = ml_collections.ConfigDict()
+  cfg.min_size = 800  # Shorter side after resizing.
+  cfg.max_size = 1333  # Longer side at most.
+  cfg.flip = True  # Horizontal flip with probability 0.5 (training).
+  cfg.max_instances = 100  # Ground truth padded (or cut) to this many.
+  cfg.bgr = True  # Channel order fed to the network (caffe2 weights: BGR).
+  cfg.pixel_mean = (102.9801, 115.9465, 122.7717)  # In the fed order, 0-255.
+  cfg.pixel_std = (1.0, 1.0, 1.0)
+  return cfg
+
+
+def solver_defaults() -> ml_collections.ConfigDict:
+  """maskrcnn-benchmark's SOLVER for the 1x schedule at batch 16."""
+  cfg = ml_collections.ConfigDict()
+  cfg.base_lr = 0.01  # At batch 16; scaled linearly with config.batch_size.
+  cfg.reference_batch = 16
+  cfg.bias_lr_factor = 2.0
+  cfg.weight_decay_bias = 0.0
+  cfg.warmup_factor = 1.0 / 3
+  cfg.warmup_iters = 500
+  cfg.steps = (60000, 80000)  # lr x gamma after these iterations.
+  cfg.gamma = 0.1
+  cfg.max_iter = 90000
+  return cfg
 
