@@ -10,17 +10,11 @@ trains from scratch (no ImageNet weights, BN folded to the identity), where
 plain SGD stays stuck at the average mask: the demo uses Adam instead.
 """
 
-import os
-import sys
-
-# Configs build on each other; make `configs` importable however this file is
-# loaded (ml_collections loads it by path, from any working directory).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import deepmask  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deepmask_jax.config_schema import sibling_config
 
 
 def get_config():
-  config = deepmask.get_config()
+  config = sibling_config(__file__, 'deepmask')
   config.trunk.stem_width = 16
   config.trunk.widths = (16, 32, 64)
   config.trunk.depths = (1, 1, 1)

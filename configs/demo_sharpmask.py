@@ -9,17 +9,11 @@ last refinement modules are 4 and 2 channels wide, and under Adam their ReLUs
 die within a few hundred steps (the loss sticks above the average-mask level).
 """
 
-import os
-import sys
-
-# Configs build on each other; make `configs` importable however this file is
-# loaded (ml_collections loads it by path, from any working directory).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import demo  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deepmask_jax.config_schema import sibling_config
 
 
 def get_config():
-  config = demo.get_config()
+  config = sibling_config(__file__, 'demo')
   config.model = 'sharpmask'
   config.deepmask_checkpoint = 'runs/demo'
   config.patch.hfreq = 0.0

@@ -7,17 +7,11 @@ own schedule never decays (see docs/reference_fixes.md).
 Set `--config.deepmask_checkpoint=<DeepMask workdir or converted model.t7>`.
 """
 
-import os
-import sys
-
-# Configs build on each other; make `configs` importable however this file is
-# loaded (ml_collections loads it by path, from any working directory).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import deepmask  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deepmask_jax.config_schema import sibling_config
 
 
 def get_config():
-  config = deepmask.get_config()
+  config = sibling_config(__file__, 'deepmask')
   config.model = 'sharpmask'
   config.patch.hfreq = 0.0
   config.patch.label_size = 160

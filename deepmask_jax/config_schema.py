@@ -6,9 +6,27 @@ files under `configs/` (paper recipe, SharpMask, demo) start from
 module, so an installed deepmask_jax never needs the `configs/` folder.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 from deepmask_jax.inference.defaults import inference_defaults
+
+
+def sibling_config(this_file: str, name: str) -> ml_collections.ConfigDict:
+  """`get_config()` of the config file `name`.py beside `this_file`.
+
+  Config files build on each other (configs/demo.py on configs/deepmask.py).
+  ml_collections loads a config by path, from any working directory, so the
+  sibling is loaded by path too rather than imported through sys.path.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(this_file)),
+                      f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def get_config() -> ml_collections.ConfigDict:

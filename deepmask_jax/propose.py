@@ -30,9 +30,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from deepmask_jax import families
 from deepmask_jax.evaluation.results_json import (bbox_results, segm_results,
                                                   write_results)
-from deepmask_jax.inference.api import ProposalGenerator, read_image
+from deepmask_jax.inference.api import read_image
 from deepmask_jax.inference.overlay import save_overlay
 
 FLAGS = flags.FLAGS
@@ -124,7 +125,7 @@ def main(argv):
   paths = find_images(FLAGS.images)
   if not paths:
     raise app.UsageError(f'no image files found for --images={FLAGS.images}')
-  generator = ProposalGenerator.from_path(
+  generator = families.predictor_from_path(
       FLAGS.model, num_proposals=FLAGS.num_proposals, zoom=FLAGS.zoom)
   summary = propose_images(generator, paths, FLAGS.out, FLAGS.overlays)
   print(f'{summary["images"]} images, {summary["proposals"]} proposals '

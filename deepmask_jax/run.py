@@ -2,6 +2,8 @@
 
 import jax
 
+from deepmask_jax import families
+
 
 def run(config, workdir: str, multihost: bool = False) -> dict:
   """Runs `config.mode` ('train' or 'eval') in `workdir`; returns its figures."""
@@ -11,8 +13,9 @@ def run(config, workdir: str, multihost: bool = False) -> dict:
     jax.distributed.initialize()
   if config.mode == 'train':
     from deepmask_jax.train.trainer import train_and_evaluate
-    return train_and_evaluate(config, workdir)
+    return train_and_evaluate(config, workdir,
+                              families.get_family(config.model))
   if config.mode == 'eval':
-    from deepmask_jax.evaluation.checkpoint_eval import evaluate_checkpoint
+    from deepmask_jax.evaluate import evaluate_checkpoint
     return evaluate_checkpoint(config, workdir)
   raise ValueError(f"config.mode must be 'train' or 'eval', got {config.mode!r}")

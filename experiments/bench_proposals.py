@@ -38,7 +38,7 @@ from deepmask_jax.config_schema import get_config
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.evaluation.results_json import segm_results
 from deepmask_jax.inference.api import ProposalGenerator
-from deepmask_jax.models import model_from_config
+from deepmask_jax.families import build_model
 from deepmask_jax.models.store import load_model
 
 BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
@@ -56,17 +56,17 @@ def benchmark_image(seed: int) -> np.ndarray:
   return image
 
 
-def build_model(kind: str, args):
+def make_model(kind: str, args):
   """(model, variables, config): --model_dir's, or a random-weight one."""
   if args.model_dir:
     variables, config = load_model(args.model_dir)
-    return model_from_config(config), variables, config
+    return build_model(config), variables, config
   config = get_config()
   config.model = kind
   if args.tiny:
     config.trunk.stem_width, config.trunk.widths = 8, (4, 8, 8)
     config.trunk.depths = (1, 1, 1)
-  model = model_from_config(config)
+  model = build_model(config)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0),
                                   jnp.zeros((1, 192, 192, 3)))
   return model, variables, config
@@ -74,17 +74,17 @@ def build_model(kind: str, args):
 
 def coco_pass(kind: str, args) -> dict:
   """Per-image evaluation over a COCO val split, counting compilations."""
-  model, variables, config = build_model(kind, args)
+  model, variables, config = make_model(kind, args)
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda event, seconds, **_: compiles.append(seconds)
       if event == BACKEND_COMPILE_EVENT else None)
   with tempfile.TemporaryDirectory() as out:
     figures = evaluate_per_image(
-        model, variables, config,
+        ProposalGenerator(model, variables, config,
+                          num_proposals=args.num_proposals),
         os.path.join(args.coco_pass, 'annotations', 'instances_val2017.json'),
-        os.path.join(args.coco_pass, 'val2017'), out,
-        num_proposals=args.num_proposals)
+        os.path.join(args.coco_pass, 'val2017'), out)
   figures.update(model=kind, backend_compilations=len(compiles),
                  compile_seconds=float(np.sum(compiles)))
   return figures
@@ -109,7 +109,7 @@ def time_image(generator: ProposalGenerator, image: np.ndarray) -> dict:
 
 
 def run(kind: str, args) -> dict:
-  generator = ProposalGenerator(*build_model(kind, args),
+  generator = ProposalGenerator(*make_model(kind, args),
                                 num_proposals=args.num_proposals)
   warmup = time_image(generator, benchmark_image(0))
   times = [time_image(generator, benchmark_image(i + 1))

@@ -17,10 +17,9 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
-from deepmask_jax.models import model_from_config
-from deepmask_jax.train.initialization import initial_variables
-from deepmask_jax.train.parallel import DataParallel
-from deepmask_jax.train.train_step import create_train_state, make_step_fns
+from deepmask_jax.families import get_family
+from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.train.trainer import setup
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.')
@@ -29,7 +28,7 @@ flags.mark_flags_as_required(['config'])
 
 
 def random_batch(config, head: str, rng: np.random.Generator) -> dict:
-  side = config.patch.object_window + 2 * config.patch.context
+  side = patch_side(config)
   label = config.patch.label_size
   n = config.batch_size
   return {'image': rng.normal(size=(n, side, side, 3)).astype(np.float32),
@@ -44,23 +43,21 @@ def main(argv):
   if config.model == 'sharpmask':
     raise app.UsageError('benchmark DeepMask configs (SharpMask needs a '
                          'trained DeepMask checkpoint)')
-  model = model_from_config(config)
-  runner = DataParallel(make_step_fns(config, model), config.parallel)
-  state = runner.replicate(create_train_state(
-      config, initial_variables(config, model)))
+  _, runner, state = setup(config, get_family(config.model))
+  state = runner.replicate(state)
   rng = np.random.default_rng(0)
   heads = ['mask', 'score'] if config.patch.hfreq > 0 else ['mask']
   batches = {h: random_batch(config, h, rng) for h in heads}
   started = time.perf_counter()
   for head in heads:
-    state, metrics = runner.step(state, batches[head])
+    state, metrics = runner.step(state, batches[head], head)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - started
   seconds = {}
   for head in heads:
     started = time.perf_counter()
     for _ in range(FLAGS.steps):
-      state, metrics = runner.step(state, batches[head])
+      state, metrics = runner.step(state, batches[head], head)
     jax.block_until_ready(metrics)
     seconds[head] = time.perf_counter() - started
   patches = FLAGS.steps * config.batch_size
@@ -72,7 +69,7 @@ def main(argv):
         f'({jax.default_backend()})')
   print(f'model: {config.model}, trunk widths {tuple(config.trunk.widths)} '
         f'depths {tuple(config.trunk.depths)}, patch '
-        f'{config.patch.object_window + 2 * config.patch.context} px, batch '
+        f'{patch_side(config)} px, batch '
         f'{config.batch_size}, dtype {config.dtype}, {config.parallel}')
   print(f'compile + first steps: {compile_s:.1f} s')
   for head, rate in per_head.items():

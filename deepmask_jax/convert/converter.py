@@ -28,7 +28,9 @@ from deepmask_jax.convert.resnet import map_trunk
 from deepmask_jax.convert.sharpmask import map_sharpmask
 from deepmask_jax.convert.t7_file import load_t7
 from deepmask_jax.convert.torch_tree import Node
-from deepmask_jax.models import Trunk, model_from_config
+from deepmask_jax.families import build_model
+from deepmask_jax.models import Trunk
+from deepmask_jax.models.patch_geometry import patch_side
 from deepmask_jax.models.store import save_model
 
 # train.lua option -> (config section or None, field): carried over as is.
@@ -156,8 +158,8 @@ def _check_against_model(variables: dict, config, kind: str) -> None:
     side = 64  # Any side works: only the shapes of the variables matter.
     variables = {c: tree['trunk'] for c, tree in variables.items()}
   else:
-    module = model_from_config(config)
-    side = config.patch.object_window + 2 * config.patch.context
+    module = build_model(config)
+    side = patch_side(config)
   expected = jax.eval_shape(module.init, jax.random.PRNGKey(0),
                             jnp.zeros((1, side, side, 3)))
   expected = {jax.tree_util.keystr(k): v.shape for k, v in

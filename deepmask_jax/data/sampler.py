@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from deepmask_jax.models.patch_geometry import window_size
+
 # Random streams, so mask, score and head draws for one index are independent.
 HEAD_STREAM = 0
 MASK_STREAM = 1
@@ -53,7 +55,7 @@ class PatchGeometry:
   @property
   def window_size(self) -> int:
     """wSz: side of the network input patch (192)."""
-    return self.object_window + 2 * self.context
+    return window_size(self.object_window, self.context)
 
   @property
   def object_size(self) -> int:

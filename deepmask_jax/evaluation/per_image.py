@@ -21,27 +21,23 @@ from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
 from deepmask_jax.evaluation.results_json import (bbox_results,
                                                   proposal_category_id,
                                                   segm_results, write_results)
-from deepmask_jax.inference.api import ProposalGenerator, read_image
+from deepmask_jax.inference.api import read_image
 
 SEGM_FILE = 'proposals_segm.json'
 BBOX_FILE = 'proposals_bbox.json'
 METRICS_FILE = 'proposal_metrics.json'
 
 
-def evaluate_per_image(model, variables, config, json_path: str,
-                       image_dir: str, out_dir: str,
-                       num_proposals: int = 1000,
-                       max_images: Optional[int] = None,
+def evaluate_per_image(generator, json_path: str, image_dir: str,
+                       out_dir: str, max_images: Optional[int] = None,
                        verbose: bool = True) -> dict:
   """Proposals for a COCO split and their AR.
 
   Args:
-    model, variables, config: a DeepMask or SharpMask and its variables and
-      config (deepmask_jax.models).
+    generator: a `ProposalGenerator` (deepmask_jax/inference/api.py).
     json_path: COCO instances JSON of the split.
     image_dir: folder of its images.
     out_dir: where the results and metrics JSON go.
-    num_proposals: proposals per image (COCOeval reads at most 1000).
     max_images: evaluate only the first this many image ids (ascending).
     verbose: show a progress bar, print the table.
   Returns:
@@ -56,8 +52,6 @@ def evaluate_per_image(model, variables, config, json_path: str,
     image_ids = image_ids[:max_images]
   if not image_ids:
     raise ValueError(f'{json_path} lists no images')
-  generator = ProposalGenerator(model, variables, config,
-                                num_proposals=num_proposals)
   category_id = proposal_category_id(coco)
   segm, bbox, failed = [], [], []
   start = time.perf_counter()

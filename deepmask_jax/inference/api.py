@@ -1,6 +1,6 @@
 """`ProposalGenerator`: object-mask proposals for images, from Python.
 
-    generator = ProposalGenerator.from_path('runs/sharpmask')
+    generator = deepmask_jax.families.predictor_from_path('runs/sharpmask')
     proposals = generator(image)          # image: [H, W, 3] uint8 RGB
     proposals.masks   # [K, H, W] bool, best first
     proposals.boxes   # [K, 4] float32 [x, y, w, h] of the masks
@@ -29,8 +29,6 @@ from deepmask_jax.inference.proposals import (ProposalNetwork, WindowLogits,
                                               fetch_rankings, merge_levels)
 from deepmask_jax.inference.pyramid import (GREY, Level, build_canvas,
                                             plan_levels, pyramid_scales)
-from deepmask_jax.models import model_from_config
-from deepmask_jax.models.store import load_model
 
 
 @dataclasses.dataclass
@@ -96,7 +94,7 @@ def _batch_size(count: int, max_batch: int) -> int:
 
 
 class ProposalGenerator:
-  """Dense multi-scale DeepMask / SharpMask proposals.
+  """Dense multi-scale DeepMask / SharpMask proposals (class-agnostic).
 
   Args:
     model: a DeepMask or SharpMask module (deepmask_jax.models).
@@ -123,12 +121,6 @@ class ProposalGenerator:
         self.settings.bucket_multiple, self.settings.paste_budget,
         self.settings.num_proposals,
         num_taps(self.network.mask_size, smallest))
-
-  @classmethod
-  def from_path(cls, path: str, **overrides) -> 'ProposalGenerator':
-    """From a model directory or a training workdir (models/store.py)."""
-    variables, config = load_model(path)
-    return cls(model_from_config(config), variables, config, **overrides)
 
   # Steps, public so that benchmarks can time them. ------------------------
 

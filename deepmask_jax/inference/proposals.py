@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepmask_jax.models.patch_geometry import STRIDE
 from deepmask_jax.models.sharpmask import NUM_REFINEMENTS, SharpMask
 
 INVALID = -1.0  # Probability given to positions outside the valid score map.
@@ -205,8 +206,8 @@ class ProposalNetwork:
                  valid: np.ndarray) -> LevelBatch:
     """One network call on canvases [B, H, W, 3] with valid [B, 2]."""
     height, width = canvases.shape[1:3]
-    positions = ((height // 16 - self.feature_size + 1)
-                 * (width // 16 - self.feature_size + 1))
+    positions = ((height // STRIDE - self.feature_size + 1)
+                 * (width // STRIDE - self.feature_size + 1))
     k = min(self.num_proposals, positions)
     self._shapes['network'].add((canvases.shape, k))
     return self._level_fn(variables, jnp.asarray(canvases),

@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 
 from deepmask_jax.models.layers import align_corners_matrix
+from deepmask_jax.models.patch_geometry import STRIDE
 
-STRIDE = 16  # Pixels between neighbouring score-map positions.
 GREY = 0.5  # Value of the border, before normalisation.
 
 

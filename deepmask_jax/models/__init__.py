@@ -1,16 +1,9 @@
-"""Flax Linen models: the ResNet trunk, DeepMask and SharpMask."""
+"""Flax Linen models: the ResNet trunk, DeepMask, SharpMask (and EmbedMask).
+
+Which model a config builds is its family's business
+(deepmask_jax.families.build_model).
+"""
 
 from deepmask_jax.models.deepmask import DeepMask, deepmask_from_config
-from deepmask_jax.models.sharpmask import Refinement, SharpMask
 from deepmask_jax.models.resnet import Trunk
-
-
-def model_from_config(config):
-  """The model named by `config.model` ('deepmask' or 'sharpmask')."""
-  if config.model == 'deepmask':
-    return deepmask_from_config(config)
-  if config.model == 'sharpmask':
-    deepmask = deepmask_from_config(config)
-    return SharpMask(deepmask, km=config.refine.km)
-  raise ValueError(f"config.model must be 'deepmask' or 'sharpmask', "
-                   f'got {config.model!r}')
+from deepmask_jax.models.sharpmask import Refinement, SharpMask

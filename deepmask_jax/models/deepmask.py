@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from deepmask_jax.models.layers import (crop_border, resize_align_corners,
                                         threshold_relu, torch_default_init)
+from deepmask_jax.models.patch_geometry import STRIDE
 from deepmask_jax.models.resnet import Trunk
 
 
@@ -52,7 +53,7 @@ class DeepMask(nn.Module):
   @property
   def feature_size(self) -> int:
     """fSz: side of the cropped layer3 map over the object window."""
-    return self.object_window // 16
+    return self.object_window // STRIDE
 
   def setup(self):
     trunk_channels = self.widths[-1] * self.expansion

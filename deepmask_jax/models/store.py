@@ -6,9 +6,10 @@ proposal CLI and as `config.trunk_init` / `config.deepmask_checkpoint`):
     DIR/variables/   orbax StandardSave of {'params': ..., 'constants': ...}
     DIR/config.json  the ml_collections config that builds the model
 
-A training workdir is accepted too: its latest checkpoint under
-`WORKDIR/checkpoints` is read (see deepmask_jax/train/checkpointing.py), with
-the config saved beside it. Nothing here unpickles: orbax stores arrays in
+A training workdir is accepted too: its best-ranked (else latest) checkpoint
+under `WORKDIR/checkpoints/<step>/{state,config}` is read, with the config
+saved beside it (deepmask_jax/train/checkpointing.py writes them; this module
+only reads, so the model layer needs nothing from the training layer). Nothing here unpickles: orbax stores arrays in
 tensorstore/OCDBT and the config is JSON, so an untrusted model file cannot
 execute code.
 """
@@ -25,6 +26,10 @@ import orbax.checkpoint as ocp
 VARIABLES = 'variables'
 CONFIG = 'config.json'
 TRAIN_CHECKPOINTS = 'checkpoints'
+# Metric key under which the trainer stores a checkpoint's ranking tuple (its
+# family's `rank(figures)`); the highest ranked step is the "best" one.
+RANK = 'rank'
+CHECKPOINT_ITEMS = ('state', 'config')
 
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:
@@ -73,8 +78,7 @@ def load_model(path: str):
   """
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, TRAIN_CHECKPOINTS)):
-    from deepmask_jax.train import checkpointing  # Imports no TensorFlow.
-    return checkpointing.load_latest_variables(path)
+    return load_training_checkpoint(path)
   if not os.path.isfile(os.path.join(path, CONFIG)):
     raise FileNotFoundError(
         f'{path} is neither a model directory (with {CONFIG} and '
@@ -83,6 +87,42 @@ def load_model(path: str):
     config = config_from_json(f.read())
   with ocp.StandardCheckpointer() as checkpointer:
     variables = checkpointer.restore(os.path.join(path, VARIABLES))
+  return jax.tree.map(np.asarray, variables), config
+
+
+def checkpoint_options(**kwargs) -> ocp.CheckpointManagerOptions:
+  """Manager options that store (and read back) each step's metrics."""
+  # best_fn makes orbax keep the metrics passed to save(); which steps stay
+  # is decided by the trainer's preservation policy alone.
+  return ocp.CheckpointManagerOptions(best_fn=lambda m: m[RANK][0], **kwargs)
+
+
+def best_step(manager: ocp.CheckpointManager):
+  """The kept step with the highest rank, or None before any validation."""
+  ranked = [(tuple(m[RANK]), s) for s in manager.all_steps()
+            if (m := manager.metrics(s)) and RANK in m]
+  return max(ranked)[1] if ranked else None
+
+
+def load_training_checkpoint(workdir: str, step: int | None = None):
+  """Model variables and config from a training workdir (no optimiser state).
+
+  Returns ({'params', 'constants'} of numpy arrays, ConfigDict). `step`
+  defaults to the best-ranked validated checkpoint, else the latest.
+  """
+  directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
+  with ocp.CheckpointManager(directory, item_names=CHECKPOINT_ITEMS,
+                             options=checkpoint_options(read_only=True)
+                             ) as manager:
+    if step is None:
+      step = best_step(manager) or manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {directory}')
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+  state, config = restored['state'], restored['config']
+  config = config_from_json(json.dumps(config))
+  variables = {'params': state['params'], 'constants': state['constants']}
   return jax.tree.map(np.asarray, variables), config
 
 

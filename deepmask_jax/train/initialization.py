@@ -1,63 +1,33 @@
-"""Initial model variables: fresh, from converted ImageNet weights, or from DeepMask.
+"""Initial model variables: fresh, or with a pretrained subtree put in.
 
-* `config.trunk_init`: a model directory holding a `trunk` subtree, e.g. the
-  fb.resnet.torch `resnet-50.t7` converted by `python -m deepmask_jax.convert`
-  (BN folded into the trunk's constants).
-* SharpMask (stage 2): `config.deepmask_checkpoint`, a DeepMask training
-  workdir or model directory; its trunk/head config replaces ours so the
-  shapes agree, and its variables fill the frozen 'deepmask' subtree.
+Families combine these: DeepMask and EmbedMask fill their 'trunk' from
+`config.trunk_init` (a model directory holding a trunk, e.g. fb.resnet.torch's
+`resnet-50.t7` converted by `python -m deepmask_jax.convert`); SharpMask fills
+its frozen 'deepmask' subtree from a trained DeepMask.
 """
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from deepmask_jax.models.store import load_model
 
-# DeepMask config fields a SharpMask inherits from its DeepMask checkpoint.
-INHERITED_FIELDS = ('trunk', 'head')
-INHERITED_PATCH_FIELDS = ('object_window', 'context', 'mask_size')
+
+def fresh_variables(model, seed: int, input_shape) -> dict:
+  """{'params', 'constants'} of `model` initialised on zeros of `input_shape`."""
+  return jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros(input_shape))
 
 
-def patch_side(config) -> int:
-  """wSz: side of a training patch (object window plus context on each side)."""
-  return config.patch.object_window + 2 * config.patch.context
+def with_pretrained_trunk(variables: dict, trunk_init: str) -> dict:
+  """`variables` with its 'trunk' subtree read from the model directory `trunk_init`."""
+  if not trunk_init:
+    return variables
+  trunk_vars, _ = load_model(trunk_init)
+  return replace_subtree(variables, 'trunk',
+                         {k: v['trunk'] for k, v in trunk_vars.items()},
+                         trunk_init)
 
 
-def resolve_config(config) -> ml_collections.ConfigDict:
-  """For SharpMask, copies the architecture fields of its DeepMask checkpoint."""
-  if config.model != 'sharpmask':
-    return config
-  if not config.deepmask_checkpoint:
-    raise ValueError('SharpMask trains on top of a trained DeepMask: set '
-                     '--config.deepmask_checkpoint=<DeepMask workdir or model dir>')
-  _, deepmask_config = load_model(config.deepmask_checkpoint)
-  config = ml_collections.ConfigDict(config.to_dict())
-  for field in INHERITED_FIELDS:
-    config[field] = deepmask_config[field]
-  for field in INHERITED_PATCH_FIELDS:
-    config.patch[field] = deepmask_config.patch[field]
-  return config
-
-
-def initial_variables(config, model) -> dict:
-  """{'params', 'constants'} for `model`, with pretrained parts filled in."""
-  side = patch_side(config)
-  variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed),
-                                  jnp.zeros((1, side, side, 3)))
-  if config.model == 'sharpmask':
-    deepmask_vars, _ = load_model(config.deepmask_checkpoint)
-    return _replace_subtree(variables, 'deepmask', deepmask_vars,
-                            config.deepmask_checkpoint)
-  if config.trunk_init:
-    trunk_vars, _ = load_model(config.trunk_init)
-    return _replace_subtree(variables, 'trunk',
-                            {k: v['trunk'] for k, v in trunk_vars.items()},
-                            config.trunk_init)
-  return variables
-
-
-def _replace_subtree(variables: dict, key: str, source: dict, path: str) -> dict:
+def replace_subtree(variables: dict, key: str, source: dict, path: str) -> dict:
   """variables[c][key] = source[c] for each collection c, checking shapes."""
   new = {}
   for collection, tree in variables.items():
@@ -71,4 +41,3 @@ def _replace_subtree(variables: dict, key: str, source: dict, path: str) -> dict
     tree[key] = jax.tree.map(jnp.asarray, source[collection])
     new[collection] = tree
   return new
-

@@ -1,31 +1,41 @@
-"""Optimiser and learning-rate schedule (TrainerDeepMask / TrainerSharpMask).
+"""Parameter groups, update directions and learning-rate schedules.
 
-The reference keeps a separate `optim.sgd` state per parameter group (trunk,
-mask head, score head) and updates only the trunk and the head of the current
-batch: on a mask batch the score head's momentum neither decays nor moves it.
-We mirror that with one optax state per group. Momentum and coupled L2 weight
-decay follow Torch's `optim.sgd` (dampening 0): v = m*v + (g + wd*p);
-p -= lr * v. The learning rate depends on the global step, not on a group's
-own update count, so it is applied outside the optax chain.
+A model family describes its optimisation as an `Optimization`: named groups
+of parameters (path prefixes into the params tree), the groups each kind of
+batch (head) updates, one optax update direction per group, and a step ->
+learning-rate schedule. The train step keeps one optax state per group and
+applies `-lr * direction` itself, because the learning rate depends on the
+global step, not on a group's own update count.
+
+DeepMask mirrors the reference's separate `optim.sgd` states for trunk, mask
+head and score head: on a mask batch the score head's momentum neither
+decays nor moves it. Momentum and coupled L2 weight decay follow Torch's
+`optim.sgd` (dampening 0): v = m*v + (g + wd*p); p -= lr * v.
 """
 
+import dataclasses
+from typing import Callable
+
 import optax
-
-# Top-level parameter keys of each trainable group, and the groups each kind
-# of batch updates. SharpMask trains only its refinement (stage 2).
-PARAM_GROUPS = {
-    'deepmask': {'trunk': ('trunk', 'reduce', 'embed'),
-                 'mask': ('mask_head',),
-                 'score': ('score_hidden_layer', 'score_out')},
-    'sharpmask': {'refinement': ('refinement',)},
-}
-GROUPS_PER_HEAD = {
-    'deepmask': {'mask': ('trunk', 'mask'), 'score': ('trunk', 'score')},
-    'sharpmask': {'mask': ('refinement',)},
-}
+from flax import traverse_util
 
 
-def learning_rate_fn(config):
+@dataclasses.dataclass(frozen=True)
+class Optimization:
+  """How a family's parameters are trained.
+
+  groups: {group: parameter path prefixes}, e.g. ('trunk/layer2', 'fpn').
+  heads: {batch head: the groups a batch of that head updates}.
+  transform: per-group update direction (before the learning rate).
+  learning_rate: step -> learning rate.
+  """
+  groups: dict
+  heads: dict
+  transform: optax.GradientTransformation
+  learning_rate: Callable
+
+
+def epoch_schedule(config):
   """Step -> learning rate: piecewise constant, changing after the configured epochs.
 
   DeepMask: 1e-3, 5e-4 after epoch 50, 1e-4 after epoch 120. SharpMask's
@@ -42,7 +52,7 @@ def learning_rate_fn(config):
       rates[0], {s: rates[i + 1] / rates[i] for i, s in enumerate(steps)})
 
 
-def group_transform(config) -> optax.GradientTransformation:
+def sgd_or_adam(config) -> optax.GradientTransformation:
   """Per-group update direction (before the learning rate).
 
   'sgd' (the reference): coupled weight decay, then heavy-ball momentum.
@@ -65,6 +75,22 @@ def group_transform(config) -> optax.GradientTransformation:
   return optax.chain(*parts) if parts else optax.identity()
 
 
-def select(params: dict, keys) -> dict:
-  """The sub-dict of `params` with the given top-level keys."""
-  return {k: params[k] for k in keys}
+def _matches(path: str, prefixes) -> bool:
+  return any(path == p or path.startswith(p + '/') for p in prefixes)
+
+
+def select(params: dict, prefixes) -> dict:
+  """The nested sub-dict of `params` under the given path prefixes ('a/b')."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  missing = [p for p in prefixes if not any(_matches(k, [p]) for k in flat)]
+  if missing:
+    raise KeyError(f'no parameters under {missing}')
+  return traverse_util.unflatten_dict(
+      {k: v for k, v in flat.items() if _matches(k, prefixes)}, sep='/')
+
+
+def merge(params: dict, part: dict) -> dict:
+  """`params` with the leaves of the nested `part` replaced."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  flat.update(traverse_util.flatten_dict(part, sep='/'))
+  return traverse_util.unflatten_dict(flat, sep='/')

@@ -15,9 +15,6 @@ from jax.sharding import PartitionSpec as P
 
 from deepmask_jax.train.train_step import AXIS
 
-# Arrays each kind of batch carries to the device.
-BATCH_KEYS = {'mask': ('image', 'mask'), 'score': ('image', 'score')}
-
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D 'data' mesh over `devices` (default: every device of every process)."""
@@ -32,16 +29,18 @@ class DataParallel:
 
   Args:
     step_fns: {head: per-device step(state, batch) -> (state, metrics)}.
+    batch_keys: {head: the batch arrays a step of that head takes}.
     parallel: 'shard_map' or 'pmap'.
     devices: the devices to use (default all; tests compare 1 with 8).
   """
 
-  def __init__(self, step_fns: dict, parallel: str = 'shard_map',
-               devices=None):
+  def __init__(self, step_fns: dict, batch_keys: dict,
+               parallel: str = 'shard_map', devices=None):
     if parallel not in ('shard_map', 'pmap'):
       raise ValueError(f"config.parallel must be 'shard_map' or 'pmap', "
                        f'got {parallel!r}')
     self.parallel = parallel
+    self.batch_keys = batch_keys
     self.mesh = make_mesh(devices)
     self.local_devices = [d for d in self.mesh.devices.flat
                           if d.process_index == jax.process_index()]
@@ -71,7 +70,7 @@ class DataParallel:
 
   def shard(self, batch: dict, head: str) -> dict:
     """This process's numpy batch -> device arrays for the given head."""
-    arrays = {k: batch[k] for k in BATCH_KEYS[head]}
+    arrays = {k: batch[k] for k in self.batch_keys[head]}
     if self.parallel == 'pmap':
       n = len(self.local_devices)
       return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:])
@@ -79,12 +78,11 @@ class DataParallel:
     return {k: jax.make_array_from_process_local_data(self.sharded, v)
             for k, v in arrays.items()}
 
-  def step(self, state, batch: dict):
-    """One step; the head comes from the batch's 'is_mask' flag."""
-    head = 'mask' if bool(batch['is_mask']) else 'score'
+  def step(self, state, batch: dict, head: str):
+    """One step of the given head (the family tells it from the batch)."""
     if head not in self._steps:
-      raise ValueError(f'this model trains no {head} head; check '
-                       'config.patch.hfreq')
+      raise ValueError(f'this model trains no {head} head (it trains '
+                       f'{sorted(self._steps)})')
     return self._steps[head](state, self.shard(batch, head))
 
 

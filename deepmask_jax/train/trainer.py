@@ -1,4 +1,8 @@
-"""`train_and_evaluate(config, workdir)`: the training loop.
+"""`train_and_evaluate(config, workdir, family)`: the training loop of every family.
+
+The family (deepmask_jax/families) supplies the model, batches, per-device
+losses, optimisation, validation and the ranking of checkpoints; this loop
+names none of them.
 
 Resumable at any step: the TrainState comes from the latest checkpoint and the
 data stream restarts at that step (batch t is a pure function of the seed and
@@ -13,10 +17,7 @@ import time
 import jax
 import numpy as np
 
-from deepmask_jax.evaluation.per_patch import PerPatchEvaluator
-from deepmask_jax.models import model_from_config
 from deepmask_jax.train.checkpointing import Checkpoints
-from deepmask_jax.train.initialization import initial_variables, resolve_config
 from deepmask_jax.train.metric_writer import MetricWriter
 from deepmask_jax.train.parallel import DataParallel, check_batch_divisible
 from deepmask_jax.train.train_step import create_train_state, make_step_fns
@@ -24,22 +25,6 @@ from deepmask_jax.train.train_step import create_train_state, make_step_fns
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or inf; training stopped."""
-
-
-def total_steps(config) -> int:
-  return int(config.num_epochs) * int(config.maxload)
-
-
-def _default_sources():
-  from deepmask_jax.data import input_pipeline  # TensorFlow lives there.
-  return input_pipeline.train_batches, input_pipeline.eval_batches
-
-
-def _process_slice(batch: dict) -> dict:
-  """This process's share of a global (evaluation) batch."""
-  n, i = jax.process_count(), jax.process_index()
-  return {k: (v[i * (len(v) // n):(i + 1) * (len(v) // n)]
-              if np.ndim(v) else v) for k, v in batch.items()}
 
 
 def _abstract(state, sharding):
@@ -53,7 +38,7 @@ def _check_and_log(pending: list, writer: MetricWriter, checkpoints) -> None:
   if not pending:
     return
   values = jax.device_get([metrics for _, _, metrics in pending])
-  per_head = {}
+  collected = {}
   for (step, head, _), metrics in zip(pending, values):
     if not np.isfinite(metrics['loss']):
       last = checkpoints.latest_step()
@@ -61,53 +46,60 @@ def _check_and_log(pending: list, writer: MetricWriter, checkpoints) -> None:
           f'non-finite {head} loss ({metrics["loss"]}) at step {step}; '
           f'training stopped. The last good checkpoint is step {last} in '
           f'{checkpoints.directory}.')
-    per_head.setdefault(head, []).append(float(metrics['loss']))
-  scalars = {f'{head}_loss': float(np.mean(v)) for head, v in per_head.items()}
+    for name, value in metrics.items():
+      if name != 'lr':
+        collected.setdefault(f'{head}_{name}', []).append(float(value))
+  scalars = {name: float(np.mean(v)) for name, v in collected.items()}
   scalars['lr'] = float(values[-1]['lr'])
   writer.write_train(pending[-1][0], scalars)
   pending.clear()
 
 
-def train_and_evaluate(config, workdir: str, *, train_source=None,
+def setup(config, family, devices=None):
+  """(model, DataParallel over `devices`, fresh TrainState) of a resolved config."""
+  model = family.build_model(config)
+  variables = family.init_variables(config, model)
+  optimization = family.optimization(config, variables['params'])
+  loss_fns = {head: family.loss_fn(config, model, head)
+              for head in optimization.heads}
+  parallel = DataParallel(make_step_fns(optimization, loss_fns),
+                          family.batch_keys(config), config.parallel, devices)
+  return model, parallel, create_train_state(config, variables, optimization)
+
+
+def train_and_evaluate(config, workdir: str, family, *, train_source=None,
                        eval_source=None) -> dict:
-  """Trains `config.model` in `workdir`; returns the last validation figures.
+  """Trains `family`'s model in `workdir`; returns the last validation figures.
 
   Args:
     config: a ConfigDict following deepmask_jax/config_schema.py.
     workdir: checkpoints, TensorBoard files; resumed from if it has any.
-    train_source / eval_source: replacements for the tf.data pipeline
-      (`input_pipeline.train_batches` / `eval_batches` signatures), e.g.
-      in-memory batches for benchmarks.
+    family: the model family (deepmask_jax.families.get_family(config.model)).
+    train_source / eval_source: replacements for the family's batch sources
+      (`family.train_batches(config, start_step=...)` /
+      `family.validation_batches(config)`), e.g. in-memory batches.
   """
-  config = resolve_config(config)
+  config = family.resolve_config(config)
   check_batch_divisible(config.batch_size)
-  default_train, default_eval = (None, None) if (train_source and eval_source) \
-      else _default_sources()
-  train_source, eval_source = (train_source or default_train,
-                               eval_source or default_eval)
-  model = model_from_config(config)
-  parallel = DataParallel(make_step_fns(config, model), config.parallel)
+  model, parallel, state = setup(config, family)
   checkpoints = Checkpoints(workdir, config.keep_checkpoints)
-  state = create_train_state(config, initial_variables(config, model))
   if checkpoints.latest_step() is not None:
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     state = checkpoints.restore(_abstract(state, sharding))
     print(f'Resumed from step {int(state.step)} in {checkpoints.directory}',
           flush=True)
   state = parallel.replicate(state)
-  start, end = int(state.step), total_steps(config)
-  shard_eval = (None if config.parallel == 'pmap' else
-                lambda b: {k: jax.make_array_from_process_local_data(
-                    parallel.sharded, v) for k, v in b.items()})
-  evaluator = PerPatchEvaluator(model, shard=shard_eval)
-  batches = train_source(config, start_step=start)
+  start, end = int(state.step), family.total_steps(config)
+  validate_fn = family.validator(config, model, parallel,
+                                 eval_source or family.validation_batches)
+  batches = (train_source or family.train_batches)(config, start_step=start)
   writer = MetricWriter(workdir, end, config.batch_size, start)
   pending, figures = [], {}
   try:
     for step in range(start + 1, end + 1):
       batch = next(batches)
-      head = 'mask' if bool(batch['is_mask']) else 'score'
-      state, metrics = parallel.step(state, batch)
+      head = family.head_of(batch)
+      state, metrics = parallel.step(state, batch, head)
       pending.append((step, head, metrics))
       is_last = step == end
       validate = step % config.eval_every_steps == 0 or is_last
@@ -116,13 +108,13 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
         _check_and_log(pending, writer, checkpoints)
       if validate:
         started = time.time()
-        variables = {'params': state.params, 'constants': state.constants}
-        figures = evaluator.run(variables, map(_process_slice,
-                                               eval_source(config)))
+        figures = validate_fn({'params': state.params,
+                               'constants': state.constants})
         figures['seconds'] = time.time() - started
-        writer.write_eval(step, 'val_per_patch', figures)
+        writer.write_eval(step, family.validation_name, figures)
       if save:
-        checkpoints.save(state, config, figures if validate else None)
+        checkpoints.save(state, config, figures if validate else None,
+                         family.rank(figures) if validate else None)
         writer.reset_clock()
   finally:
     checkpoints.wait()

@@ -7,7 +7,8 @@ The tests and experiments/convert_full_size.py compare converted models with
 import jax.numpy as jnp
 import numpy as np
 
-from deepmask_jax.models import Trunk, model_from_config
+from deepmask_jax.families import build_model
+from deepmask_jax.models import Trunk
 
 from .torch_reference import relative_error
 
@@ -39,7 +40,7 @@ def trunk_errors(variables, config, images_nchw, torch_outputs) -> dict:
 
 def apply_model(conversion, images_nchw, **kwargs):
   """The converted model's patch form on [B, 3, wSz, wSz] patches."""
-  model = model_from_config(conversion.config)
+  model = build_model(conversion.config)
   return model.apply(conversion.variables, _nhwc(images_nchw), **kwargs)
 
 

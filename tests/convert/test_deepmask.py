@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deepmask_jax.convert import ConversionError, read_t7
-from deepmask_jax.models import model_from_config
+from deepmask_jax.families import build_model
 
 from . import torch_reference as reference
 from . import torch_trees as trees
@@ -46,7 +46,7 @@ def test_heads_match_torch_on_random_embeddings(deepmask_file, converted):
   torch_mask = reference.forward(model['maskBranch'].fields['modules'][0],
                                  embedding)
   torch_score = reference.forward(model['scoreBranch'], embedding)
-  flax_model = model_from_config(converted.config)
+  flax_model = build_model(converted.config)
   ours_mask = flax_model.apply(converted.variables, jnp.asarray(embedding),
                                method='mask_logits')
   ours_score = flax_model.apply(converted.variables, jnp.asarray(embedding),

@@ -5,6 +5,7 @@ import os
 
 from deepmask_jax.evaluation.per_image import (BBOX_FILE, METRICS_FILE,
                                                SEGM_FILE, evaluate_per_image)
+from deepmask_jax.inference.api import ProposalGenerator
 from tests.inference.conftest import tiny_model
 
 
@@ -24,9 +25,10 @@ def test_per_image_writes_results_and_counts_every_image(coco_tiny,
 
   model, variables, config = tiny_model('deepmask')
   out = tmp_path / 'eval'
-  figures = evaluate_per_image(model, variables, config, str(json_path),
+  generator = ProposalGenerator(model, variables, config, num_proposals=20)
+  figures = evaluate_per_image(generator, str(json_path),
                                str(coco_tiny / 'val2017'), str(out),
-                               num_proposals=20, verbose=False)
+                               verbose=False)
   assert figures['num_images'] == 3
   assert figures['failed_images'] == ['missing.jpg']
   assert figures['num_proposals']['segm'] == 2 * 20
@@ -43,10 +45,9 @@ def test_per_image_writes_results_and_counts_every_image(coco_tiny,
 def test_max_images_takes_the_first_ids(coco_tiny, tmp_path):
   model, variables, config = tiny_model('deepmask')
   figures = evaluate_per_image(
-      model, variables, config,
+      ProposalGenerator(model, variables, config, num_proposals=5),
       str(coco_tiny / 'annotations' / 'instances_val2017.json'),
-      str(coco_tiny / 'val2017'), str(tmp_path), num_proposals=5,
-      max_images=1, verbose=False)
+      str(coco_tiny / 'val2017'), str(tmp_path), max_images=1, verbose=False)
   assert figures['num_images'] == 1
   with open(tmp_path / SEGM_FILE) as f:
     results = json.load(f)

@@ -4,14 +4,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from deepmask_jax.models import model_from_config
+from deepmask_jax.families import build_model
 from tests.conftest import tiny_config
 
 
 def tiny_model(kind: str, seed: int = 0, **overrides):
   """(model, variables, config) of a tiny, randomly initialised model."""
   config = tiny_config(model=kind, **overrides)
-  model = model_from_config(config)
+  model = build_model(config)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 192, 192, 3)))
   return model, variables, config
 

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from deepmask_jax.families import predictor_from_path
 from deepmask_jax.inference.api import (ProposalGenerator, as_rgb,
                                         read_image)
 from deepmask_jax.models.store import save_model
@@ -113,8 +114,7 @@ def test_read_image_gives_rgb_for_gray_and_alpha_files(tmp_path):
 def test_from_path_reads_a_model_directory(tmp_path, tiny_deepmask):
   model, variables, config = tiny_deepmask
   save_model(str(tmp_path / 'model'), variables, config)
-  loaded = ProposalGenerator.from_path(str(tmp_path / 'model'),
-                                       num_proposals=5)
+  loaded = predictor_from_path(str(tmp_path / 'model'), num_proposals=5)
   direct = ProposalGenerator(model, variables, config, num_proposals=5)
   image = image_of(30, 40)
   np.testing.assert_allclose(loaded(image).scores, direct(image).scores,

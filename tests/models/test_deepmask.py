@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from deepmask_jax.config_schema import get_config
-from deepmask_jax.models import deepmask_from_config, model_from_config
+from deepmask_jax.families import build_model
+from deepmask_jax.models import deepmask_from_config
 from deepmask_jax.models.layers import (align_corners_matrix,
                                         resize_align_corners, symmetric_pad)
 from tests.conftest import tiny_config
@@ -87,8 +88,8 @@ def test_align_corners_resize_keeps_corners_and_interpolates_linearly():
   np.testing.assert_allclose(out[0], np.arange(112) * 55 / 111, atol=1e-4)
 
 
-def test_model_from_config_rejects_unknown_model():
+def test_build_model_rejects_unknown_model():
   config = tiny_config()
   config.model = 'maskrcnn'
   with pytest.raises(ValueError, match='maskrcnn'):
-    model_from_config(config)
+    build_model(config)

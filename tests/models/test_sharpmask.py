@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepmask_jax.config_schema import get_config
-from deepmask_jax.models import model_from_config
+from deepmask_jax.families import build_model
 from tests.conftest import tiny_config
 
 
@@ -20,7 +20,7 @@ def sharpmask_config(base):
 
 
 def test_refinement_adds_the_reference_parameter_count():
-  model = model_from_config(sharpmask_config(get_config()))
+  model = build_model(sharpmask_config(get_config()))
   params = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, 192, 192, 3))))['params']
   refinement = params['refinement']
@@ -35,7 +35,7 @@ def test_refinement_adds_the_reference_parameter_count():
 
 
 def test_patch_form_gives_160_px_logits_and_scores():
-  model = model_from_config(sharpmask_config(tiny_config()))
+  model = build_model(sharpmask_config(tiny_config()))
   images = jax.random.normal(jax.random.PRNGKey(0), (2, 192, 192, 3))
   variables = model.init(jax.random.PRNGKey(1), images)
   out = model.apply(variables, images)
@@ -48,7 +48,7 @@ def test_dense_skip_crops_match_patch_form_inside_the_window():
   gives the patch form's skip features. They agree exactly away from the
   border: the reference's inference also runs the horizontal nets on whole
   maps, so padding differs only within the 3 convs' reach of the crop edge."""
-  model = model_from_config(sharpmask_config(tiny_config()))
+  model = build_model(sharpmask_config(tiny_config()))
   images = jax.random.normal(jax.random.PRNGKey(2), (2, 192, 192, 3))
   variables = model.init(jax.random.PRNGKey(1), images)
 

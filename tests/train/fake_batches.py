@@ -2,10 +2,12 @@
 
 import numpy as np
 
+from deepmask_jax.models.patch_geometry import patch_side
+
 
 def patch_batches(config, start_step: int = 0):
   """Yields batch t = f(seed, t): 'image', 'mask', 'score', 'is_mask'."""
-  side = config.patch.object_window + 2 * config.patch.context
+  side = patch_side(config)
   label = config.patch.label_size
   step = start_step
   while True:

@@ -8,6 +8,7 @@ import sys
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
 
+from deepmask_jax.families import get_family  # pylint: disable=wrong-import-position
 from deepmask_jax.train.trainer import train_and_evaluate  # pylint: disable=wrong-import-position
 from tests.conftest import tiny_config  # pylint: disable=wrong-import-position
 from tests.train import fake_batches  # pylint: disable=wrong-import-position
@@ -35,7 +36,8 @@ def poisoned_batches(nan_at: int):
 
 def main(workdir: str, steps: int, nan_at: int = 0) -> None:
   source = poisoned_batches(nan_at) if nan_at else fake_batches.patch_batches
-  train_and_evaluate(resume_config(steps), workdir, train_source=source,
+  train_and_evaluate(resume_config(steps), workdir, get_family('deepmask'),
+                     train_source=source,
                      eval_source=fake_batches.eval_batches)
 
 

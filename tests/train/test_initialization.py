@@ -4,15 +4,22 @@ import jax
 import numpy as np
 import pytest
 
-from deepmask_jax.models import model_from_config
+from deepmask_jax.families import build_model, get_family
 from deepmask_jax.models.store import save_model
-from deepmask_jax.train.initialization import initial_variables, resolve_config
 from tests.conftest import tiny_config
+
+
+def initial_variables(config, model):
+  return get_family(config.model).init_variables(config, model)
+
+
+def resolve_config(config):
+  return get_family(config.model).resolve_config(config)
 
 
 def test_trunk_init_copies_the_trunk_and_its_constants(tmp_path):
   config = tiny_config()
-  model = model_from_config(config)
+  model = build_model(config)
   source = jax.tree.map(lambda x: np.asarray(x) + 0.5,
                         initial_variables(config, model))
   save_model(str(tmp_path / 'resnet'), {c: {'trunk': source[c]['trunk']}
@@ -30,23 +37,23 @@ def test_trunk_init_copies_the_trunk_and_its_constants(tmp_path):
 
 def test_trunk_init_of_another_shape_fails_clearly(tmp_path):
   other = tiny_config(**{'trunk.widths': (8, 8, 8)})
-  variables = initial_variables(other, model_from_config(other))
+  variables = initial_variables(other, build_model(other))
   save_model(str(tmp_path / 'resnet'), {c: {'trunk': variables[c]['trunk']}
                                         for c in variables}, other)
   config = tiny_config(trunk_init=str(tmp_path / 'resnet'))
   with pytest.raises(ValueError, match='does not fit'):
-    initial_variables(config, model_from_config(config))
+    initial_variables(config, build_model(config))
 
 
 def test_sharpmask_takes_architecture_and_weights_from_its_deepmask(tmp_path):
   deepmask_config = tiny_config(**{'trunk.widths': (4, 8, 16)})
   deepmask = initial_variables(deepmask_config,
-                               model_from_config(deepmask_config))
+                               build_model(deepmask_config))
   save_model(str(tmp_path / 'dm'), deepmask, deepmask_config)
   config = tiny_config(model='sharpmask', deepmask_checkpoint=str(tmp_path / 'dm'))
   config = resolve_config(config)
   assert tuple(config.trunk.widths) == (4, 8, 16)
-  variables = initial_variables(config, model_from_config(config))
+  variables = initial_variables(config, build_model(config))
   for a, b in zip(jax.tree.leaves(variables['params']['deepmask']),
                   jax.tree.leaves(deepmask['params'])):
     np.testing.assert_array_equal(a, b)

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 from deepmask_jax.train import losses
-from deepmask_jax.train.optimizer import group_transform, learning_rate_fn
+from deepmask_jax.train.optimizer import epoch_schedule, sgd_or_adam
 from tests.conftest import tiny_config
 
 
@@ -32,7 +32,7 @@ def test_score_weighs_one_over_batch_against_masks():
 def test_sgd_group_transform_matches_torch_optim_sgd():
   """v = m*v + (g + wd*p); the update direction is v (lr applied outside)."""
   config = tiny_config(momentum=0.9, weight_decay=0.1)
-  tx = group_transform(config)
+  tx = sgd_or_adam(config)
   params = {'w': jnp.array([1.0])}
   state = tx.init(params)
   grad = {'w': jnp.array([0.5])}
@@ -44,7 +44,7 @@ def test_sgd_group_transform_matches_torch_optim_sgd():
 
 def test_plain_sgd_without_momentum_or_decay_is_the_gradient():
   config = tiny_config(momentum=0.0, weight_decay=0.0)
-  tx = group_transform(config)
+  tx = sgd_or_adam(config)
   params = {'w': jnp.array([1.0])}
   update, _ = tx.update({'w': jnp.array([0.25])}, tx.init(params), params)
   np.testing.assert_allclose(update['w'], [0.25])
@@ -53,8 +53,8 @@ def test_plain_sgd_without_momentum_or_decay_is_the_gradient():
 def test_learning_rate_steps_after_the_configured_epochs():
   config = tiny_config(maxload=10, learning_rates=(1e-3, 5e-4, 1e-4),
                        lr_boundaries_epochs=(50, 120))
-  schedule = learning_rate_fn(config)
+  schedule = epoch_schedule(config)
   assert np.isclose(schedule(0), 1e-3) and np.isclose(schedule(499), 1e-3)
   assert np.isclose(schedule(500), 5e-4) and np.isclose(schedule(1199), 5e-4)
   assert np.isclose(schedule(1200), 1e-4)
-  assert isinstance(group_transform(config), optax.GradientTransformation)
+  assert isinstance(sgd_or_adam(config), optax.GradientTransformation)

@@ -4,10 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from deepmask_jax.models import model_from_config
-from deepmask_jax.train.initialization import initial_variables
-from deepmask_jax.train.parallel import DataParallel
-from deepmask_jax.train.train_step import create_train_state, make_step_fns
+from deepmask_jax.families import get_family
+from deepmask_jax.train.trainer import setup
 from tests.conftest import tiny_config
 from tests.train.fake_batches import patch_batches
 
@@ -24,16 +22,16 @@ def small_config(**overrides):
 
 def run_steps(config, parallel, devices=None):
   """Parameters after STEPS steps alternating mask and score batches."""
-  model = model_from_config(config)
-  runner = DataParallel(make_step_fns(config, model), parallel, devices)
-  state = runner.replicate(create_train_state(
-      config, initial_variables(config, model)))
+  family = get_family(config.model)
+  config.parallel = parallel
+  _, runner, state = setup(config, family, devices)
+  state = runner.replicate(state)
   batches = patch_batches(config)
   heads = []
   for _ in range(STEPS):
     batch = next(batches)
     heads.append(bool(batch['is_mask']))
-    state, _ = runner.step(state, batch)
+    state, _ = runner.step(state, batch, family.head_of(batch))
   return jax.device_get(state.params), heads
 
 
@@ -70,8 +68,8 @@ def test_eight_devices_match_one_device_on_the_same_global_batch(eight_devices):
 def test_training_moves_only_the_groups_of_the_batch_head(eight_devices):
   """A mask batch updates trunk + mask head and leaves the score head alone."""
   config = small_config(**{'patch.hfreq': 0.0})  # Mask batches only.
-  model = model_from_config(config)
-  before = initial_variables(config, model)['params']
+  family = get_family(config.model)
+  before = family.init_variables(config, family.build_model(config))['params']
   after, _ = run_steps(config, 'shard_map')
   assert max_difference(before['score_out'], after['score_out']) == 0.0
   assert max_difference(before['mask_head'], after['mask_head']) > 0.0

@@ -1,0 +1,60 @@
+"""`--config.mode=eval`: evaluate a trained model with its family's standard figures.
+
+The model (architecture and variables) comes from the workdir's checkpoint (the
+best-ranked one, `config.evaluation.step` to choose another) or from a model
+directory written by the converter; the data and evaluation settings come
+from the config given on the command line (the family's `eval_overrides`), so
+a model can be evaluated on another COCO-format split. Figures are printed and
+saved to WORKDIR/eval_<data.name>/evaluation.json (the family writes its
+results files beside it), so evaluations on different datasets do not
+overwrite each other.
+"""
+
+import json
+import os
+
+import ml_collections
+
+from deepmask_jax import families
+from deepmask_jax.models import store
+
+RESULTS_FILE = 'evaluation.json'
+
+
+def _set(config, dotted: str, value) -> None:
+  *parents, leaf = dotted.split('.')
+  for name in parents:
+    config = config[name]
+  config[leaf] = value
+
+
+def _get(config, dotted: str):
+  for name in dotted.split('.'):
+    config = config[name]
+  return config
+
+
+def load_for_evaluation(config, workdir: str):
+  """(family, model, variables, merged config) of the model in `workdir`."""
+  if os.path.isdir(os.path.join(workdir, store.TRAIN_CHECKPOINTS)):
+    step = None if config.evaluation.step < 0 else config.evaluation.step
+    variables, model_config = store.load_training_checkpoint(workdir, step)
+  else:  # A converted model directory.
+    variables, model_config = store.load_model(workdir)
+  family = families.get_family(model_config.model)
+  merged = ml_collections.ConfigDict(model_config.to_dict())
+  for field in family.eval_overrides:
+    _set(merged, field, _get(config, field))
+  return family, family.build_model(merged), variables, merged
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+  """Evaluates the model in `workdir`; returns the family's figures."""
+  family, model, variables, config = load_for_evaluation(config, workdir)
+  out_dir = os.path.join(workdir, f'eval_{config.data.name}')
+  os.makedirs(out_dir, exist_ok=True)
+  results = family.evaluate(model, variables, config, out_dir)
+  with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:
+    json.dump(results, f, indent=2, default=str)
+  print(f'wrote {os.path.join(out_dir, RESULTS_FILE)}', flush=True)
+  return results

@@ -1,0 +1,87 @@
+"""The interface a model family supplies to the shared trainer, evaluator and CLIs.
+
+A family (DeepMask, SharpMask, EmbedMask) owns everything that differs
+between models: how the model is built and initialised, its batches, its
+per-device losses and optimisation, how it is validated during training and
+evaluated afterwards, which figure ranks its checkpoints, and its inference.
+The trainer (deepmask_jax/train/trainer.py), the data-parallel wrapper,
+checkpointing, `main`, checkpoint evaluation (deepmask_jax/evaluate.py) and
+the image CLI (deepmask_jax/propose.py) call only these methods.
+
+Families sit at the top of the import graph (they use train/, evaluation/
+and inference/); the layers below never import them. TensorFlow is imported
+only inside the batch-source methods.
+"""
+
+import abc
+from typing import Callable, Iterable, Iterator
+
+
+class Family(abc.ABC):
+  """One model family. Subclasses set `name` and `validation_name`."""
+
+  name: str = ''
+  validation_name: str = 'val'  # Prefix of the validation figures in logs.
+  # Dotted config fields that `--config.mode=eval` takes from the command
+  # line rather than from the checkpoint's own config.
+  eval_overrides: tuple = ('data', 'evaluation', 'eval_batches', 'seed')
+
+  def resolve_config(self, config):
+    """The config training really uses (e.g. fields inherited from a parent model)."""
+    return config
+
+  @abc.abstractmethod
+  def build_model(self, config):
+    """The Flax module the config describes."""
+
+  @abc.abstractmethod
+  def init_variables(self, config, model) -> dict:
+    """{'params', 'constants'} to start training from (pretrained parts filled)."""
+
+  @abc.abstractmethod
+  def train_batches(self, config, *, start_step: int = 0) -> Iterator[dict]:
+    """Endless training batches from `start_step`; batch t depends on (seed, t) only."""
+
+  @abc.abstractmethod
+  def validation_batches(self, config) -> Iterable:
+    """What the validator reads during training (a fixed stream)."""
+
+  @abc.abstractmethod
+  def batch_keys(self, config) -> dict:
+    """{head: the batch arrays a step of that head sends to the devices}."""
+
+  @abc.abstractmethod
+  def head_of(self, batch: dict) -> str:
+    """Which head (kind of batch) a training batch is."""
+
+  @abc.abstractmethod
+  def loss_fn(self, config, model, head: str) -> Callable:
+    """(params, constants, batch, rng) -> (objective, metrics) on one device.
+
+    The objective's mean over devices is the global objective (collectives
+    over train_step.AXIS are allowed); metrics are scalars incl. 'loss'.
+    """
+
+  @abc.abstractmethod
+  def optimization(self, config, params: dict):
+    """A train.optimizer.Optimization: groups, heads, direction, schedule."""
+
+  @abc.abstractmethod
+  def total_steps(self, config) -> int:
+    """Training steps of the whole schedule."""
+
+  @abc.abstractmethod
+  def validator(self, config, model, parallel, source) -> Callable:
+    """variables -> flat dict of scalar figures, on `source(config)`."""
+
+  @abc.abstractmethod
+  def rank(self, figures: dict) -> tuple:
+    """Orders validated checkpoints (higher is better) for the 'best' slot."""
+
+  @abc.abstractmethod
+  def evaluate(self, model, variables, config, out_dir: str) -> dict:
+    """`--config.mode=eval`: the standard figures of a trained model."""
+
+  @abc.abstractmethod
+  def predictor(self, model, variables, config, **overrides):
+    """Inference on images: an object with `categories` and `propose_encoded`."""
