@@ -120,7 +120,8 @@ def test_padding_rows_never_match():
 def test_regression_and_centerness_targets():
   # l, t, r, b = 20, 10, 30, 10 pixels at stride 8; the far location is negative.
   out = assign([(100, 100, 0), (300, 300, 0)], [[80, 90, 130, 110]])
-  np.testing.assert_allclose(out['box_targets'][0], np.array([20, 10, 30, 10]) / 8)
+  np.testing.assert_allclose(out['box_targets'][0],
+                             np.array([20, 10, 30, 10]) / 8)
   np.testing.assert_allclose(out['centerness_targets'][0], np.sqrt(20 / 30),
                              rtol=1e-6)
   # Negatives keep the distances to GT 0 (only the label says negative).
