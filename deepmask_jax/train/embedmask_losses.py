@@ -67,16 +67,48 @@ def centerness_loss(logits, targets, weights):
   return jnp.sum(bce * weights)
 
 
+@jax.custom_vjp
+def _negative_weighted_distance(pixel, embedding, margin):
+  """-sum_d m_kd (p_hwd - q_kd)^2: float32 [h, w, D], [K, D], [K, D] -> [K, h, w]."""
+  diff = pixel[None] - embedding[:, None, None, :]
+  return -jnp.sum(margin[:, None, None, :] * jnp.square(diff), axis=-1)
+
+
+def _distance_forward(pixel, embedding, margin):
+  return (_negative_weighted_distance(pixel, embedding, margin),
+          (pixel, embedding, margin))
+
+
+def _distance_backward(residuals, cotangent):
+  """A scan over channels: autodiff would keep a [K, h, w, D] difference."""
+  pixel, embedding, margin = residuals
+
+  def channel(_, inputs):
+    pixel_d, embedding_d, margin_d = inputs  # [h, w], [K], [K]
+    diff = pixel_d[None] - embedding_d[:, None, None]  # [K, h, w]
+    weighted = cotangent * diff
+    scaled = 2 * margin_d[:, None, None] * weighted
+    return None, (-jnp.sum(scaled, axis=0), jnp.sum(scaled, axis=(1, 2)),
+                  -jnp.sum(weighted * diff, axis=(1, 2)))
+
+  _, (grad_pixel, grad_embedding, grad_margin) = jax.lax.scan(
+      channel, None, (jnp.moveaxis(pixel, -1, 0), embedding.T, margin.T))
+  return (jnp.moveaxis(grad_pixel, 0, -1), grad_embedding.T, grad_margin.T)
+
+
+_negative_weighted_distance.defvjp(_distance_forward, _distance_backward)
+
+
 def mask_log_probability(pixel_embedding, embedding, margin):
   """log P = -sum_d m_d (p_d - q_d)^2: pixels [h, w, D], proposals [K, D] -> [K, h, w].
 
   The difference form (not an expanded p^2 - 2pq + q^2) keeps log P exactly 0
-  for identical embeddings and never positive.
+  for identical embeddings and never positive. The gradient is taken one
+  channel at a time, so memory stays O(K h w) instead of O(K h w D).
   """
-  pixel = pixel_embedding.astype(jnp.float32)[None]
-  q = embedding.astype(jnp.float32)[:, None, None, :]
-  m = margin.astype(jnp.float32)[:, None, None, :]
-  return -jnp.sum(m * jnp.square(pixel - q), axis=-1)
+  return _negative_weighted_distance(pixel_embedding.astype(jnp.float32),
+                                     embedding.astype(jnp.float32),
+                                     margin.astype(jnp.float32))
 
 
 def mask_probability(pixel_embedding, embedding, margin):

@@ -104,6 +104,25 @@ def test_mask_probability_matches_numpy():
       rtol=1e-5)
 
 
+
+def test_mask_log_probability_gradient_matches_autodiff():
+  """The channel-by-channel backward pass equals autodiff of the formula."""
+  rng = np.random.default_rng(6)
+  args = (jnp.asarray(rng.normal(size=(3, 5, 4)), jnp.float32),
+          jnp.asarray(rng.normal(size=(2, 4)), jnp.float32),
+          jnp.asarray(rng.uniform(0.1, 2, (2, 4)), jnp.float32))
+  weights = jnp.asarray(rng.normal(size=(2, 3, 5)), jnp.float32)
+  def plain(pixels, embedding, margin):
+    diff = pixels[None] - embedding[:, None, None]
+    return -jnp.sum(margin[:, None, None] * diff ** 2, axis=-1)
+  def objective(fn):
+    return lambda *a: jnp.sum(weights * jnp.sin(fn(*a)))
+  expected = jax.grad(objective(plain), argnums=(0, 1, 2))(*args)
+  actual = jax.grad(objective(el.mask_log_probability), argnums=(0, 1, 2))(
+      *args)
+  for got, want in zip(actual, expected):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
 def test_probability_logit_is_the_logit_and_finite_at_the_ends():
   p = np.array([1e-6, 0.1, 0.5, 0.7, 0.999], np.float64)
   np.testing.assert_allclose(el.probability_logit(jnp.log(p)),
@@ -128,7 +147,7 @@ def test_mask_loss_finite_when_probability_is_exactly_zero_or_one(
   def loss(pixels, embedding, margin):
     log_p = el.mask_log_probability(pixels, embedding, margin)
     return el.lovasz_hinge(el.probability_logit(log_p).ravel(), target[0])
-  value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(
+  value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(
       pixels, embedding, margin)
   assert np.isfinite(value)
   for grad in grads:
@@ -146,14 +165,15 @@ def test_best_iou_positive_selection():
       [0.5, 0.5, 0.5, 0.5], [12 / 8, 10 / 8, 8 / 8, 10 / 8],
       [1.0, 1.0, 1.0, 1.0], [0.1, 0.1, 0.1, 0.1]])
   matched = jnp.array([0, 0, 0, 1])
-  index, has_positive = el.best_iou_positives(box_regression, xy, stride,
-                                              matched, boxes)
+  best_iou_positives = jax.jit(el.best_iou_positives)
+  index, has_positive = best_iou_positives(box_regression, xy, stride,
+                                           matched, boxes)
   np.testing.assert_array_equal(has_positive, [True, True, False])
   np.testing.assert_array_equal(index[:2], [1, 3])
   # Equal IoUs: the first location wins.
   tied = box_regression.at[2].set(box_regression[1]).at[2, 0].add(0.25)
   tied = tied.at[2, 2].add(-0.25)
-  index, _ = el.best_iou_positives(tied, xy, stride, matched, boxes)
+  index, _ = best_iou_positives(tied, xy, stride, matched, boxes)
   assert index[0] == 1
 
 
@@ -173,15 +193,16 @@ def test_image_mask_loss_averages_the_best_proposal_of_used_gts():
   # GT 0: locations 0 and 1 (1 fits best); GT 1: no positive; GT 2: padding.
   matched = jnp.array([0, 0, 2])
   valid = jnp.array([True, True, False])
-  loss = el.image_mask_loss(pixels, embedding, margin, box_regression,
+  image_mask_loss = jax.jit(el.image_mask_loss)
+  loss = image_mask_loss(pixels, embedding, margin, box_regression,
                             matched, boxes, valid, masks, xy, stride)
   log_p = el.mask_log_probability(pixels, embedding[1:2], margin[1:2])
   expected = el.lovasz_hinge(el.probability_logit(log_p).ravel(),
                              masks[0].ravel())
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
-  assert el.image_mask_loss(pixels, embedding, margin, box_regression,
-                            jnp.array([-1, -1, 2]), boxes, valid, masks, xy,
-                            stride) == 0
+  assert image_mask_loss(pixels, embedding, margin, box_regression,
+                         jnp.array([-1, -1, 2]), boxes, valid, masks, xy,
+                         stride) == 0
 
 def tiny_problem(rng, batch=2, size=64, classes=3, dim=4):
   """Random model outputs and a batch with one padding GT row per image."""

@@ -11,6 +11,7 @@ from deepmask_jax.models import fcos_geometry
 from deepmask_jax.train.embedmask_targets import fcos_targets
 
 STRIDES = (8, 16, 32, 64, 128)
+jitted_targets = jax.jit(fcos_targets, static_argnames='sample_in_mask')
 
 
 def assign(points, boxes, classes=None, valid=None, mask_points=None,
@@ -24,9 +25,9 @@ def assign(points, boxes, classes=None, valid=None, mask_points=None,
   valid = np.ones(num_gt, bool) if valid is None else np.asarray(valid)
   if mask_points is None:
     mask_points = np.ones((num_gt, len(points)), bool)
-  out = fcos_targets(boxes, classes, valid, mask_points, points[:, :2],
-                     np.float32(STRIDES)[level], level,
-                     sample_in_mask=sample_in_mask)
+  out = jitted_targets(boxes, classes, valid, mask_points, points[:, :2],
+                       np.float32(STRIDES)[level], level,
+                       sample_in_mask=sample_in_mask)
   return jax.tree.map(np.asarray, out)
 
 
@@ -145,7 +146,7 @@ def test_jit_vmap_over_a_canvas_matches_per_image_calls():
   assert batched['labels'].shape == (2, len(xy))
   assert (batched['labels'] > 0).any()
   for i in range(2):
-    single = targets(jnp.asarray(boxes[i], jnp.bfloat16), classes[i],
+    single = jax.jit(targets)(jnp.asarray(boxes[i], jnp.bfloat16), classes[i],
                      valid[i], mask_points[i])
     for key, value in single.items():
       np.testing.assert_array_equal(batched[key][i], value)
