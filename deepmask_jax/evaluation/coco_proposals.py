@@ -27,14 +27,19 @@ MAX_DETS = (10, 100, 1000)
 METRICS = (('AR@10', 6), ('AR@100', 7), ('AR@1000', 8),
            ('AR_small@1000', 9), ('AR_medium@1000', 10),
            ('AR_large@1000', 11))
+AR_NAMES = tuple(name for name, _ in METRICS)
 IOU_TYPES = ('segm', 'bbox')
 
 
 def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
-  """`coco_gt.loadRes(results)`, which also accepts an empty list."""
+  """`coco_gt.loadRes(results)`, which also accepts an empty list.
+
+  loadRes adds keys ('id', 'area', and 'bbox' to segm records) to the dicts
+  it is given; it gets copies, so one list can be evaluated several times.
+  """
   if results:
     with contextlib.redirect_stdout(io.StringIO()):
-      return coco_gt.loadRes(results)
+      return coco_gt.loadRes([dict(record) for record in results])
   empty = COCO()
   empty.dataset = {'images': copy.deepcopy(coco_gt.dataset['images']),
                    'categories': copy.deepcopy(
@@ -59,41 +64,53 @@ def check_image_ids(coco_gt: COCO, results: list[dict],
                      f'{stray[:10]}')
 
 
-def average_recall(coco_gt: COCO, results: list[dict], iou_type: str,
-                   image_ids: Sequence[int]) -> dict[str, float]:
-  """AR figures (METRICS) of class-agnostic proposals on `image_ids`."""
+def coco_stats(coco_gt: COCO, results: list[dict], iou_type: str,
+               image_ids: Sequence[int], use_cats: bool,
+               max_dets: Sequence[int]) -> list[float]:
+  """COCOeval's summary `stats` (12 figures) of results on `image_ids`."""
   if iou_type not in IOU_TYPES:
     raise ValueError(f'iou_type must be one of {IOU_TYPES}, got {iou_type!r}')
   check_image_ids(coco_gt, results, image_ids)
   evaluator = COCOeval(coco_gt, load_results(coco_gt, results), iou_type)
   evaluator.params.imgIds = sorted(int(i) for i in image_ids)
-  evaluator.params.useCats = 0
-  evaluator.params.maxDets = list(MAX_DETS)
+  evaluator.params.useCats = int(use_cats)
+  evaluator.params.maxDets = list(max_dets)
   with contextlib.redirect_stdout(io.StringIO()):
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-  return {name: float(evaluator.stats[index]) for name, index in METRICS}
+  return [float(value) for value in evaluator.stats]
 
 
-def format_table(figures: dict) -> str:
-  """A text table: one row per IoU type, one column per metric."""
-  names = [name for name, _ in METRICS]
-  lines = [f'images evaluated: {figures["num_images"]}',
-           f'{"":6}' + ''.join(f'{name:>16}' for name in names)]
-  for iou_type in IOU_TYPES:
-    if iou_type in figures:
-      cells = [figures[iou_type][name] for name in names]
-      lines.append(f'{iou_type:6}' + ''.join(
-          f'{value:16.4f}' if value >= 0 else f'{"-":>16}' for value in cells))
+def average_recall(coco_gt: COCO, results: list[dict], iou_type: str,
+                   image_ids: Sequence[int]) -> dict[str, float]:
+  """AR figures (METRICS) of class-agnostic proposals on `image_ids`."""
+  stats = coco_stats(coco_gt, results, iou_type, image_ids, use_cats=False,
+                     max_dets=MAX_DETS)
+  return {name: stats[index] for name, index in METRICS}
+
+
+def format_table(figures: dict,
+                 metric_groups: Sequence[Sequence[str]] = (AR_NAMES,)) -> str:
+  """A text table: per group of metrics, a header and one row per IoU type."""
+  lines = [f'images evaluated: {figures["num_images"]}']
+  for names in metric_groups:
+    lines.append(f'{"":6}' + ''.join(f'{name:>16}' for name in names))
+    for iou_type in IOU_TYPES:
+      if iou_type in figures:
+        cells = [figures[iou_type][name] for name in names]
+        lines.append(f'{iou_type:6}' + ''.join(
+            f'{value:16.4f}' if value >= 0 else f'{"-":>16}'
+            for value in cells))
   return '\n'.join(lines)
 
 
 def report(figures: dict, out_path: Optional[str] = None,
-           verbose: bool = True) -> None:
+           verbose: bool = True,
+           metric_groups: Sequence[Sequence[str]] = (AR_NAMES,)) -> None:
   """Prints the figures as a table and writes them as JSON to `out_path`."""
   if verbose:
-    print(format_table(figures))
+    print(format_table(figures, metric_groups))
     if figures.get('failed_images'):
       print(f'unreadable images (evaluated with no proposals): '
             f'{figures["failed_images"]}')

@@ -1,4 +1,4 @@
-"""COCO results JSON for proposals.
+"""COCO results JSON for proposals and instances.
 
 Two files per run, as `COCO.loadRes` expects them:
   * segm: [{'image_id', 'category_id', 'segmentation': {'size': [h, w],
@@ -11,7 +11,7 @@ RLEs come from pycocotools (`encode`), their byte `counts` decoded to str.
 
 import json
 import os
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -29,6 +29,17 @@ def proposal_category_id(coco_gt) -> int:
   return int(min(ids))
 
 
+def _category_per_record(category_id: Union[int, Sequence[int]],
+                         count: int) -> list[int]:
+  """One category id per record: a single id repeated, or one id each."""
+  if isinstance(category_id, (int, np.integer)):
+    return [int(category_id)] * count
+  ids = [int(i) for i in category_id]
+  if len(ids) != count:
+    raise ValueError(f'{count} records but {len(ids)} category ids')
+  return ids
+
+
 def _rle_for_json(rle: dict) -> dict:
   counts = rle['counts']
   if isinstance(counts, bytes):
@@ -38,24 +49,32 @@ def _rle_for_json(rle: dict) -> dict:
 
 
 def segm_results(image_id: int, rles: Sequence[dict], scores: Sequence[float],
-                 category_id: int) -> list[dict]:
-  """Segmentation records of one image's proposals (RLE counts as str)."""
+                 category_id: Union[int, Sequence[int]]) -> list[dict]:
+  """Segmentation records of one image (RLE counts as str).
+
+  category_id: one id for every record (proposals) or one per record.
+  """
   if len(rles) != len(scores):
     raise ValueError(f'{len(rles)} masks but {len(scores)} scores')
-  return [{'image_id': int(image_id), 'category_id': int(category_id),
+  categories = _category_per_record(category_id, len(rles))
+  return [{'image_id': int(image_id), 'category_id': category,
            'segmentation': _rle_for_json(rle), 'score': float(score)}
-          for rle, score in zip(rles, scores)]
+          for rle, score, category in zip(rles, scores, categories)]
 
 
 def bbox_results(image_id: int, boxes: np.ndarray, scores: Sequence[float],
-                 category_id: int) -> list[dict]:
-  """Box records of one image's proposals; boxes [K, 4] xywh."""
+                 category_id: Union[int, Sequence[int]]) -> list[dict]:
+  """Box records of one image; boxes [K, 4] xywh.
+
+  category_id: one id for every record (proposals) or one per record.
+  """
   boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
   if len(boxes) != len(scores):
     raise ValueError(f'{len(boxes)} boxes but {len(scores)} scores')
-  return [{'image_id': int(image_id), 'category_id': int(category_id),
+  categories = _category_per_record(category_id, len(boxes))
+  return [{'image_id': int(image_id), 'category_id': category,
            'bbox': [float(v) for v in box], 'score': float(score)}
-          for box, score in zip(boxes, scores)]
+          for box, score, category in zip(boxes, scores, categories)]
 
 
 def write_results(path: str, results: list[dict]) -> None:
