@@ -136,6 +136,10 @@ def embedmask_defaults() -> ml_collections.ConfigDict:
   """Model, loss and inference settings of EmbedMask (the V3 yaml values)."""
   cfg = ml_collections.ConfigDict()
   cfg.num_classes = 80  # Set from the dataset's categories when training.
+  # The dataset's category of each contiguous label (filled when training,
+  # saved with the model: results JSON and overlays use them).
+  cfg.category_ids = ()
+  cfg.category_names = ()
   cfg.embed_dim = 16  # D: 2 spatial + D - 2 free channels.
   cfg.fpn_channels = 256
   cfg.num_convs = 4  # Convs per head tower.

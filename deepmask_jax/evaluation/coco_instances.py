@@ -22,7 +22,8 @@ from pycocotools.coco import COCO
 from deepmask_jax.evaluation.coco_proposals import (AR_NAMES, average_recall,
                                                     coco_stats, report)
 from deepmask_jax.evaluation.results_json import bbox_results, segm_results
-from deepmask_jax.inference.embedmask_paste import paste_masks, rescale_boxes
+from deepmask_jax.inference.embedmask_paste import (paste_masks, rescale_boxes,
+                                                  xyxy_to_xywh)
 
 # (figure name, index in COCOeval.stats) with categories, maxDets 1/10/100.
 AP_METRICS = (('AP', 0), ('AP50', 1), ('AP75', 2), ('AP_small', 3),
@@ -49,12 +50,6 @@ def encode_masks(masks: np.ndarray) -> list[dict]:
   # [H, W, N] Fortran order: free when each mask is already column-major.
   return mask_utils.encode(np.asfortranarray(
       masks.transpose(1, 2, 0).astype(np.uint8)))
-
-
-def xyxy_to_xywh(boxes) -> np.ndarray:
-  """[N, 4] xyxy -> xywh with maskrcnn-benchmark's +1 width and height."""
-  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-  return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], 1)
 
 
 def instance_segm_results(image_id: int, masks: np.ndarray, scores, labels,

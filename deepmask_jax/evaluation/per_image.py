@@ -1,9 +1,12 @@
-"""Per-image proposal evaluation on a COCO-format split (evalPerImage + AR).
+"""Per-image evaluation on a COCO-format split (evalPerImage + AR, or AP).
 
-Reads the split with pycocotools and PIL (no TensorFlow), runs a
-`ProposalGenerator` on each image in ascending id order (the reference takes
-the first 5000 val ids so), writes the proposals as COCO results JSON and
-scores them with COCOeval (deepmask_jax/evaluation/coco_proposals.py).
+Reads the split with pycocotools and PIL (no TensorFlow), runs a predictor
+on each image in ascending id order (the reference takes the first 5000 val
+ids so), writes its results as COCO results JSON and scores them with
+COCOeval: class-agnostic proposals (`ProposalGenerator`) by AR
+(coco_proposals.py), class-aware detections (`InstanceSegmenter`,
+`class_aware = True`) by AP with categories plus the same AR
+(coco_instances.py), so every family is compared on one table.
 Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
 proposal_metrics.json.
 """
@@ -17,6 +20,8 @@ from typing import Optional
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
+from deepmask_jax.evaluation.coco_instances import (evaluate_instances,
+                                                    report_instances)
 from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
 from deepmask_jax.evaluation.results_json import (bbox_results,
                                                   proposal_category_id,
@@ -34,7 +39,7 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
   """Proposals for a COCO split and their AR.
 
   Args:
-    generator: a `ProposalGenerator` (deepmask_jax/inference/api.py).
+    generator: a `ProposalGenerator` or `InstanceSegmenter` (inference/).
     json_path: COCO instances JSON of the split.
     image_dir: folder of its images.
     out_dir: where the results and metrics JSON go.
@@ -69,16 +74,22 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
           f'{info["file_name"]} is {image.shape[1]}x{image.shape[0]} but the '
           f'annotations say {info["width"]}x{info["height"]}')
     proposals = generator.propose_encoded([image])[0]
+    categories = (category_id if proposals.category_ids is None
+                  else proposals.category_ids)
     segm += segm_results(image_id, proposals.rles, proposals.scores,
-                         category_id)
+                         categories)
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
-                         category_id)
+                         categories)
   seconds = time.perf_counter() - start
   write_results(os.path.join(out_dir, SEGM_FILE), segm)
   write_results(os.path.join(out_dir, BBOX_FILE), bbox)
-  figures = evaluate_proposals(coco, segm, bbox, image_ids)
+  if generator.class_aware:
+    figures, report_fn = (evaluate_instances(coco, segm, bbox, image_ids),
+                          report_instances)
+  else:
+    figures, report_fn = evaluate_proposals(coco, segm, bbox, image_ids), report
   figures.update(failed_images=failed,
                  compilations=generator.compilations,
                  seconds_per_image=seconds / len(image_ids))
-  report(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)
+  report_fn(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)
   return figures

@@ -16,7 +16,7 @@ and the CLI use. Grayscale ([H, W] or [H, W, 1]) and RGBA images are accepted
 import collections
 import dataclasses
 import math
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import jax
 import numpy as np
@@ -41,12 +41,15 @@ class Proposals:
 
 @dataclasses.dataclass
 class EncodedProposals:
-  """Proposals of one image with masks as pycocotools RLEs, best first."""
+  """Proposals (or detections) of one image with RLE masks, best first."""
   rles: list  # K dicts {'size': [H, W], 'counts': bytes}.
-  boxes: np.ndarray  # [K, 4] float64 xywh (pycocotools toBbox).
+  boxes: np.ndarray  # [K, 4] float64 xywh.
   scores: np.ndarray  # [K] float32.
   height: int
   width: int
+  # [K] dataset category ids of class-aware detections; None for
+  # class-agnostic proposals (they take the evaluator's single category).
+  category_ids: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -103,6 +106,9 @@ class ProposalGenerator:
     **overrides: inference settings (deepmask_jax/inference/defaults.py),
       e.g. num_proposals=100, zoom=True.
   """
+
+  categories = ({'id': 1, 'name': 'object'},)
+  class_aware = False  # Proposals carry no category.
 
   def __init__(self, model, variables, config, **overrides):
     self.settings = inference_config(config, **overrides)

@@ -138,3 +138,9 @@ def rescale_boxes(boxes, input_hw, original_hw) -> np.ndarray:
   ratio_w = float(original_hw[1]) / float(input_hw[1])
   scale = np.array([ratio_w, ratio_h, ratio_w, ratio_h], np.float32)
   return np.asarray(boxes, np.float32).reshape(-1, 4) * scale
+
+
+def xyxy_to_xywh(boxes) -> np.ndarray:
+  """[N, 4] xyxy -> xywh with maskrcnn-benchmark's +1 width and height."""
+  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+  return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], 1)
