@@ -6,10 +6,12 @@
 
 from deepmask_jax.families.base import Family
 from deepmask_jax.families.deepmask import DeepMaskFamily, SharpMaskFamily
+from deepmask_jax.families.embedmask import EmbedMaskFamily
 from deepmask_jax.models.store import load_model
 
 FAMILIES = {family.name: family
-            for family in (DeepMaskFamily(), SharpMaskFamily())}
+            for family in (DeepMaskFamily(), SharpMaskFamily(),
+                            EmbedMaskFamily())}
 
 
 def get_family(name: str) -> Family:

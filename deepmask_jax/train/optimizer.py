@@ -7,6 +7,9 @@ learning-rate schedule. The train step keeps one optax state per group and
 applies `-lr * direction` itself, because the learning rate depends on the
 global step, not on a group's own update count.
 
+EmbedMask uses maskrcnn-benchmark's solver: one group of every trainable
+parameter, biases at twice the rate and without weight decay, and a constant
+warmup before step decays (`warmup_multistep_schedule`, `bias_aware_sgd`).
 DeepMask mirrors the reference's separate `optim.sgd` states for trunk, mask
 head and score head: on a mask batch the score head's momentum neither
 decays nor moves it. Momentum and coupled L2 weight decay follow Torch's
@@ -16,6 +19,8 @@ decays nor moves it. Momentum and coupled L2 weight decay follow Torch's
 import dataclasses
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
@@ -94,3 +99,51 @@ def merge(params: dict, part: dict) -> dict:
   flat = traverse_util.flatten_dict(params, sep='/')
   flat.update(traverse_util.flatten_dict(part, sep='/'))
   return traverse_util.unflatten_dict(flat, sep='/')
+
+
+def warmup_multistep_schedule(solver, batch_size: int):
+  """Step -> lr of maskrcnn-benchmark's WarmupMultiStepLR (constant warmup).
+
+  The base rate scales linearly with the batch (solver.base_lr at
+  solver.reference_batch images). maskrcnn-benchmark steps its scheduler
+  before each update, so update t (0-based, our TrainState.step) uses the
+  rate of iteration t + 1: warmup_factor while t + 1 < warmup_iters, then
+  x gamma after each of solver.steps that t + 1 has reached.
+  """
+  base = float(solver.base_lr) * batch_size / float(solver.reference_batch)
+  milestones = jnp.asarray(tuple(solver.steps), jnp.int32)
+
+  def schedule(step):
+    iteration = step + 1
+    warmup = jnp.where(iteration < solver.warmup_iters,
+                       float(solver.warmup_factor), 1.0)
+    decays = jnp.sum(iteration >= milestones)
+    return base * warmup * float(solver.gamma) ** decays
+  return schedule
+
+
+def _is_bias(params):
+  """A tree of bools like `params`: True for leaves named 'bias'."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], 'key', path[-1])) == 'bias',
+      params)
+
+
+def _is_not_bias(params):
+  return jax.tree.map(lambda b: not b, _is_bias(params))
+
+
+def bias_aware_sgd(solver, momentum: float,
+                   weight_decay: float) -> optax.GradientTransformation:
+  """maskrcnn-benchmark's SGD groups: biases at bias_lr_factor x the rate
+  and weight_decay_bias, everything else at weight_decay (Torch SGD:
+  v = m*v + (g + wd*p); p -= lr_group * v, so the factor applies after the
+  momentum)."""
+  parts = [optax.masked(optax.add_decayed_weights(weight_decay), _is_not_bias)]
+  if solver.weight_decay_bias:
+    parts.append(optax.masked(
+        optax.add_decayed_weights(solver.weight_decay_bias), _is_bias))
+  if momentum:
+    parts.append(optax.trace(decay=momentum, nesterov=False))
+  parts.append(optax.masked(optax.scale(solver.bias_lr_factor), _is_bias))
+  return optax.chain(*parts)

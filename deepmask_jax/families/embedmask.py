@@ -1,0 +1,161 @@
+"""EmbedMask: one-stage instance segmentation on full images (FCOS + embeddings).
+
+Training batches are whole images padded into two canvases
+(data/detection_pipeline.py); the per-device loss computes FCOS targets on
+the device and adds the V3 mask loss (train/embedmask_losses.py). The solver
+is maskrcnn-benchmark's: SGD with momentum, biases at twice the rate without
+weight decay, constant warmup, step decays; the stem and layer1 stay frozen
+(FREEZE_CONV_BODY_AT = 2). Validation runs the full inference on the first
+`config.eval_batches` validation images and checkpoints rank by mask AP, then
+box AP. `--config.mode=eval` reports COCO segm and bbox AP with categories and
+the class-agnostic AR of the DeepMask harness.
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import jax
+import ml_collections
+
+from deepmask_jax.evaluation.per_image import evaluate_per_image
+from deepmask_jax.families.base import Family
+from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.models.embedmask import (embedmask_from_config,
+                                           frozen_trunk_paths)
+from deepmask_jax.train.embedmask_losses import embedmask_loss
+from deepmask_jax.train.initialization import (fresh_variables,
+                                               with_pretrained_trunk)
+from deepmask_jax.train.optimizer import (Optimization, bias_aware_sgd,
+                                          warmup_multistep_schedule)
+from deepmask_jax.train.train_step import AXIS
+
+HEAD = 'instances'  # EmbedMask has one kind of batch.
+BATCH_KEYS = ('image', 'boxes', 'classes', 'valid', 'masks', 'mask_points')
+INIT_SIDE = 128  # Any canvas gives the parameter shapes; P7 needs >= 128 px.
+# Figures kept from the validation pass (logged, and used to rank).
+VALIDATION_FIGURES = (('segm', 'AP'), ('segm', 'AP50'), ('segm', 'AP75'),
+                      ('bbox', 'AP'), ('segm', 'AR@100'))
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSplit:
+  """The images validated during training."""
+  json_path: str
+  image_dir: str
+  max_images: int
+
+
+def trainable_prefixes(params: dict, freeze_at: int) -> tuple:
+  """Path prefixes of every parameter the solver updates (frozen trunk out)."""
+  frozen = frozen_trunk_paths(freeze_at)
+  prefixes = []
+  for top, tree in params.items():
+    if top != 'trunk':
+      prefixes.append(top)
+      continue
+    prefixes += [f'trunk/{child}' for child in tree
+                 if not f'trunk/{child}/'.startswith(frozen)]
+  return tuple(prefixes)
+
+
+class EmbedMaskFamily(Family):
+  """EmbedMask V3 (reference_embedmask.md)."""
+
+  name = 'embedmask'
+  validation_name = 'val_coco'
+  eval_overrides = Family.eval_overrides + (
+      'embedmask.score_threshold', 'embedmask.nms_threshold',
+      'embedmask.detections_per_image', 'embedmask.mask_threshold')
+
+  def resolve_config(self, config):
+    """Sets num_classes and the category list from the training dataset."""
+    from deepmask_jax.data import tfds_coco  # TensorFlow lives there.
+    categories = tfds_coco.categories(tfds_coco.prepare(config.data))
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.embedmask.num_classes = len(categories)
+    config.embedmask.category_ids = tuple(int(c['id']) for c in categories)
+    config.embedmask.category_names = tuple(str(c['name'])
+                                            for c in categories)
+    return config
+
+  def build_model(self, config):
+    return embedmask_from_config(config)
+
+  def init_variables(self, config, model) -> dict:
+    variables = fresh_variables(model, config.seed,
+                                (1, INIT_SIDE, INIT_SIDE, 3))
+    return with_pretrained_trunk(variables, config.trunk_init)
+
+  def train_batches(self, config, *, start_step=0):
+    from deepmask_jax.data import detection_pipeline  # TensorFlow.
+    return detection_pipeline.train_batches(config, start_step=start_step)
+
+  def validation_batches(self, config):
+    from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
+    ensure_synthetic(config.data)
+    root = config.data.root
+    return ValidationSplit(os.path.join(root, config.data.val_json),
+                           os.path.join(root, config.data.val_images),
+                           int(config.eval_batches))
+
+  def batch_keys(self, config) -> dict:
+    return {HEAD: BATCH_KEYS}
+
+  def head_of(self, batch: dict) -> str:
+    return HEAD
+
+  def loss_fn(self, config, model, head: str):
+    settings = config.embedmask
+
+    def loss(params, constants, batch, rng):
+      del rng  # No dropout.
+      outputs = model.apply({'params': params, 'constants': constants},
+                            batch['image'], train=True)
+      total, parts = embedmask_loss(outputs, batch, settings, axis_name=AXIS)
+      return total, dict(parts, loss=total)
+    return loss
+
+  def optimization(self, config, params: dict) -> Optimization:
+    return Optimization(
+        groups={'all': trainable_prefixes(params, config.embedmask.freeze_at)},
+        heads={HEAD: ('all',)},
+        transform=bias_aware_sgd(config.solver, config.momentum,
+                                 config.weight_decay),
+        learning_rate=warmup_multistep_schedule(config.solver,
+                                                config.batch_size))
+
+  def total_steps(self, config) -> int:
+    return int(config.solver.max_iter)
+
+  def validator(self, config, model, parallel, source):
+    split = source(config)
+
+    def validate(variables):
+      segmenter = InstanceSegmenter(model, jax.device_get(variables), config)
+      with tempfile.TemporaryDirectory() as out_dir:
+        figures = evaluate_per_image(segmenter, split.json_path,
+                                     split.image_dir, out_dir,
+                                     max_images=split.max_images,
+                                     verbose=False)
+      flat = {f'{kind}_{name}': figures[kind][name]
+              for kind, name in VALIDATION_FIGURES}
+      flat['images'] = figures['num_images']
+      return flat
+    return validate
+
+  def rank(self, figures: dict) -> tuple:
+    return (figures['segm_AP'], figures['bbox_AP'])
+
+  def evaluate(self, model, variables, config, out_dir: str) -> dict:
+    from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
+    ensure_synthetic(config.data)
+    root = config.data.root
+    return evaluate_per_image(
+        self.predictor(model, variables, config),
+        os.path.join(root, config.data.val_json),
+        os.path.join(root, config.data.val_images), out_dir,
+        max_images=config.evaluation.max_images or None)
+
+  def predictor(self, model, variables, config, **overrides):
+    return InstanceSegmenter(model, variables, config, **overrides)
