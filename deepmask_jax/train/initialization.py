@@ -2,7 +2,9 @@
 
 * `config.trunk_init`: a model directory holding a `trunk` subtree, e.g. the
   fb.resnet.torch `resnet-50.t7` converted by `python -m deepmask_jax.convert`
-  (BN folded into the trunk's constants).
+  (BN folded into the trunk's constants). Whole layers the model lacks (layer4
+  for DeepMask's trunk through layer3) are left out; the model's own padding
+  applies (DeepMask pads symmetrically whatever the file did).
 * SharpMask (stage 2): `config.deepmask_checkpoint`, a DeepMask training
   workdir or model directory; its trunk/head config replaces ours so the
   shapes agree, and its variables fill the frozen 'deepmask' subtree.
@@ -51,10 +53,21 @@ def initial_variables(config, model) -> dict:
                             config.deepmask_checkpoint)
   if config.trunk_init:
     trunk_vars, _ = load_model(config.trunk_init)
-    return _replace_subtree(variables, 'trunk',
-                            {k: v['trunk'] for k, v in trunk_vars.items()},
-                            config.trunk_init)
+    source = {c: _layers_of(tree['trunk'], variables[c]['trunk'])
+              for c, tree in trunk_vars.items() if c in variables}
+    return _replace_subtree(variables, 'trunk', source, config.trunk_init)
   return variables
+
+
+def _layers_of(source: dict, model_trunk: dict) -> dict:
+  """`source` without the trunk layers the model has none of.
+
+  Trunk modules are 'conv1', 'affine1' and 'layer{k}_{block}'; a layer is
+  dropped only as a whole, so a depth mismatch still fails the shape check.
+  """
+  layers = {name.split('_')[0] for name in model_trunk}
+  return {name: tree for name, tree in source.items()
+          if name.split('_')[0] in layers}
 
 
 def _replace_subtree(variables: dict, key: str, source: dict, path: str) -> dict:
