@@ -68,10 +68,10 @@ def test_forward_matches_numpy_with_odd_sizes():
                 ((2, 5, 7, 3), (2, 3, 4, 5), (2, 2, 2, 6)))
   fpn = FPN(4)
   inputs = [jnp.asarray(c, jnp.float32) for c in (c3, c4, c5)]
-  params = fpn.init(jax.random.PRNGKey(0), *inputs)['params']
-  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(
-      jax.random.PRNGKey(2), a.shape), params)  # Nonzero biases.
-  ours = fpn.apply({'params': params}, *inputs)
+  shapes = jax.eval_shape(fpn.init, jax.random.PRNGKey(0), *inputs)['params']
+  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(0, 0.3, a.shape),
+                                              jnp.float32), shapes)
+  ours = jax.jit(fpn.apply)({'params': params}, *inputs)
   expected = _fpn_numpy(params, c3, c4, c5)
   assert [p.shape for p in ours] == [e.shape for e in expected]
   assert [e.shape[1:3] for e in expected] == [(5, 7), (3, 4), (2, 2), (1, 1),
@@ -82,7 +82,7 @@ def test_forward_matches_numpy_with_odd_sizes():
 
 def test_init_is_kaiming_uniform_a1_with_zero_bias():
   inputs = [jnp.zeros((1, 8 // s, 8 // s, 64)) for s in (1, 2, 4)]
-  params = FPN(64).init(jax.random.PRNGKey(0), *inputs)['params']
+  params = jax.jit(FPN(64).init)(jax.random.PRNGKey(0), *inputs)['params']
   for name, conv in params.items():
     kernel = np.asarray(conv['kernel'])
     fan_in = np.prod(kernel.shape[:3])

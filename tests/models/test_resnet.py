@@ -13,12 +13,13 @@ from tests.conftest import tiny_config
 TINY = dict(stem_width=8, widths=(4, 8, 8, 8), depths=(1, 2, 1, 1))
 
 
-def _random_like(tree, seed=0):
-  """Random values for every leaf (constants too, so no affine is trivial)."""
-  leaves, treedef = jax.tree.flatten(tree)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return treedef.unflatten([jax.random.normal(k, x.shape) * 0.3 + (x == 1)
-                            for k, x in zip(keys, leaves)])
+def random_variables(module, *inputs, seed=0):
+  """Random values for every variable of `module` (constants too, so no
+  affine is the identity); shapes from eval_shape, so nothing compiles."""
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda x: jnp.asarray(rng.normal(0.5, 0.3, x.shape), jnp.float32), shapes)
 
 
 @pytest.mark.parametrize('stride', [1, 2])
@@ -59,10 +60,11 @@ def test_four_layers_give_c3_c4_c5():
 def test_zero_and_symmetric_trunks_differ_on_the_same_variables():
   images = jax.random.normal(jax.random.PRNGKey(0), (1, 64, 64, 3))
   zero = Trunk(padding='zero', **TINY)
-  variables = _random_like(zero.init(jax.random.PRNGKey(1), images))
   symmetric = Trunk(padding='symmetric', **TINY)
-  a = zero.apply(variables, images)['layer2']
-  b = symmetric.apply(variables, images)['layer2']
+  variables = random_variables(zero, images)
+  a, b = jax.jit(lambda v, x: (zero.apply(v, x)['layer2'],
+                               symmetric.apply(v, x)['layer2']))(variables,
+                                                                 images)
   assert np.abs(np.asarray(a - b)).max() > 1e-2 * np.abs(np.asarray(a)).max()
 
 
@@ -71,9 +73,9 @@ def _conv_outputs(stride_in_1x1, variables=None):
                      stride_in_1x1=stride_in_1x1)
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 8, 16))
   if variables is None:
-    variables = _random_like(block.init(jax.random.PRNGKey(1), x))
-  out, state = block.apply(variables, x, capture_intermediates=True,
-                           mutable=['intermediates'])
+    variables = random_variables(block, x)
+  out, state = jax.jit(lambda v, x: block.apply(
+      v, x, capture_intermediates=True, mutable=['intermediates']))(variables, x)
   convs = {name: state['intermediates'][name]['__call__'][0].shape
            for name in ('conv1', 'conv2', 'conv3', 'projection')}
   return out, convs, variables
@@ -94,13 +96,16 @@ def test_deepmask_pads_its_trunk_symmetrically():
   config = tiny_config()
   model = deepmask_from_config(config)
   images = jax.random.normal(jax.random.PRNGKey(0), (1, 64, 64, 3))
-  variables = _random_like(model.init(jax.random.PRNGKey(1),
-                                      jnp.zeros((1, 192, 192, 3))))
-  ours = model.apply(variables, images, method=lambda m, x: m.trunk(x))
-  trunk_vars = {c: tree['trunk'] for c, tree in variables.items()}
+  variables = random_variables(model, jnp.zeros((1, 192, 192, 3)))
   kwargs = dict(stem_width=config.trunk.stem_width,
                 widths=config.trunk.widths, depths=config.trunk.depths)
-  symmetric = Trunk(padding='symmetric', **kwargs).apply(trunk_vars, images)
-  zero = Trunk(padding='zero', **kwargs).apply(trunk_vars, images)
+
+  def trunks(variables, images):
+    trunk_vars = {c: tree['trunk'] for c, tree in variables.items()}
+    return (model.apply(variables, images, method=lambda m, x: m.trunk(x)),
+            Trunk(padding='symmetric', **kwargs).apply(trunk_vars, images),
+            Trunk(padding='zero', **kwargs).apply(trunk_vars, images))
+
+  ours, symmetric, zero = jax.jit(trunks)(variables, images)
   np.testing.assert_array_equal(ours['layer3'], symmetric['layer3'])
   assert np.abs(np.asarray(ours['layer3'] - zero['layer3'])).max() > 1e-3
