@@ -44,6 +44,11 @@ def get_config() -> ml_collections.ConfigDict:
   # MSRA/Detectron layout (EmbedMask's ImageNet weights): the stride of a
   # downsampling block sits in its first 1x1 conv instead of the 3x3.
   config.trunk.stride_in_1x1 = False
+  # Padding of the 3x3/7x7 convs the trunk weights were trained with, as the
+  # converter records it: 'zero' (an ImageNet ResNet) or 'symmetric' (DeepMask
+  # files). The models fix their own: DeepMask/SharpMask pad symmetrically
+  # (createTrunk), EmbedMask with zeros.
+  config.trunk.padding = 'symmetric'
   # Optional trunk initialisation: an orbax checkpoint written by
   # `python -m deepmask_jax.convert` from fb.resnet.torch `resnet-50.t7`.
   config.trunk_init = ''

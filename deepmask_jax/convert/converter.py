@@ -1,10 +1,13 @@
 """From a `.t7` file to a model directory: detect, map, check, save.
 
 A file holds one of
-  * an fb.resnet.torch ResNet (`nn.Sequential`): the trunk through layer3 is
-    kept (layer4, pooling and classifier dropped) -> variables
-    {'params': {'trunk': ...}, 'constants': {'trunk': ...}} for
-    `config.trunk_init`;
+  * an fb.resnet.torch ResNet (`nn.Sequential`): the trunk through layer4
+    (layer3 if the file stops there) is kept, pooling and classifier dropped
+    -> variables {'params': {'trunk': ...}, 'constants': {'trunk': ...}} for
+    `config.trunk_init`. `config.trunk.padding` records the file's padding
+    ('zero' for ImageNet files): a Trunk built so computes the file's own
+    forward. DeepMask, which pads symmetrically and stops at layer3, loads
+    the same variables (see train/initialization.py);
   * a trained DeepMask `model.t7` ({model = nn.DeepMask, config = ...}) ->
     full DeepMask variables;
   * a trained SharpMask `model.t7` (nn.SharpMask) -> {'deepmask', 'refinement'}.
@@ -62,6 +65,7 @@ def _set_trunk(config, trunk) -> None:
   config.trunk.widths = trunk.widths
   config.trunk.depths = trunk.depths
   config.trunk.expansion = trunk.expansion
+  config.trunk.padding = trunk.padding
 
 
 def _trunk_note(trunk) -> str:
@@ -70,15 +74,15 @@ def _trunk_note(trunk) -> str:
 
 
 def _convert_resnet(root: Node, config):
-  trunk, dropped = map_trunk(root.children(), allow_zero_padding=True)
+  trunk, dropped = map_trunk(root.children(), allow_zero_padding=True,
+                             max_layers=4)
   _set_trunk(config, trunk)
-  notes = [_trunk_note(trunk)]
+  notes = [_trunk_note(trunk), f'trunk padding: {trunk.padding}' + (
+      " (DeepMask's createTrunk pads symmetrically when it loads this)"
+      if trunk.padding == 'zero' else '')]
   if dropped:
-    notes.append('dropped after layer3: ' +
+    notes.append(f'dropped after layer{len(trunk.widths)}: ' +
                  ', '.join(node.typename or '?' for node in dropped))
-  if trunk.num_zero_padded:
-    notes.append(f'{trunk.num_zero_padded} zero-padded 3x3/7x7 convs now pad '
-                 "symmetrically, as DeepMask's createTrunk makes them")
   variables = {'params': {'trunk': trunk.params},
                'constants': {'trunk': trunk.constants}}
   return variables, notes
@@ -153,8 +157,11 @@ def _find_model(root: Node):
 def _check_against_model(variables: dict, config, kind: str) -> None:
   """Every array must have the shape our model's init gives it, and no more."""
   if kind == 'resnet':
-    module = Trunk(config.trunk.stem_width, tuple(config.trunk.widths),
-                   tuple(config.trunk.depths), config.trunk.expansion)
+    module = Trunk(padding=config.trunk.padding,
+                   stem_width=config.trunk.stem_width,
+                   widths=tuple(config.trunk.widths),
+                   depths=tuple(config.trunk.depths),
+                   expansion=config.trunk.expansion)
     side = 64  # Any side works: only the shapes of the variables matter.
     variables = {c: tree['trunk'] for c, tree in variables.items()}
   else:

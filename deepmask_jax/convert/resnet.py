@@ -16,8 +16,9 @@ relu(affine_out(branch(x) + shortcut(x))) with affines after conv1 and conv2:
     'affine_out' is the identity.
 
 fb.resnet.torch pads its 3x3/7x7 convs with zeros; DeepMask's createTrunk
-switches them to symmetric padding (`updatePadding`), which is what our trunk
-computes. `allow_zero_padding` accepts the former (ImageNet files).
+switches them to symmetric padding (`updatePadding`). `allow_zero_padding`
+accepts the former (ImageNet files), and `TrunkWeights.padding` says which
+the file uses, so a Trunk with that padding computes the file's own forward.
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from deepmask_jax.convert.errors import ConversionError
 from deepmask_jax.convert.torch_layers import Affine, Chain, Conv, flatten, kind_of
 from deepmask_jax.convert.torch_tree import Node
 
-NUM_LAYERS = 3  # Our trunk stops after layer3 (stride 16).
+MIN_LAYERS = 3  # DeepMask's trunk stops after layer3 (stride 16).
 
 
 @dataclasses.dataclass
@@ -34,8 +35,8 @@ class TrunkWeights:
   """Our Trunk's variables and the geometry they imply.
 
   feature_modules maps the 1-based index of a top-level trunk module to the
-  feature our Trunk returns after it ('conv1', 'layer1'..'layer3'): the
-  positions SharpMask's `skpos` refers to.
+  feature our Trunk returns after it ('conv1', 'layer1'..): the positions
+  SharpMask's `skpos` refers to.
   """
   params: dict
   constants: dict
@@ -46,6 +47,17 @@ class TrunkWeights:
   feature_modules: dict
   num_convs: int
   num_zero_padded: int  # 3x3/7x7 convs that padded with zeros in the file.
+  num_symmetric_padded: int  # ... and those that padded symmetrically.
+
+  @property
+  def padding(self) -> str:
+    """'zero' or 'symmetric': the padding of the file's 3x3/7x7 convs."""
+    if self.num_zero_padded and self.num_symmetric_padded:
+      raise ConversionError(
+          f'the trunk pads {self.num_zero_padded} convs with zeros and '
+          f'{self.num_symmetric_padded} symmetrically; our trunk pads all '
+          'its convs one way')
+    return 'zero' if self.num_zero_padded else 'symmetric'
 
 
 class _TrunkBuilder:
@@ -54,7 +66,7 @@ class _TrunkBuilder:
   def __init__(self, allow_zero_padding: bool):
     self.allow_zero_padding = allow_zero_padding
     self.params, self.constants = {}, {}
-    self.num_convs = self.num_zero_padded = 0
+    self.num_convs = self.num_zero_padded = self.num_symmetric_padded = 0
 
   def conv(self, scope: dict, name: str, conv: Conv, size: int, stride: int,
            in_channels: int) -> None:
@@ -71,6 +83,7 @@ class _TrunkBuilder:
     scope[name] = {'conv': conv.variables()}
     self.num_convs += 1
     self.num_zero_padded += conv.padding == 'zero'
+    self.num_symmetric_padded += conv.padding == 'symmetric'
 
   @staticmethod
   def affine(scope: dict, name: str, affine, channels: int) -> None:
@@ -176,31 +189,35 @@ def _shortcut(builder, path: Node, params, in_channels, out_channels, stride):
 
 def _is_layer(node: Node) -> bool:
   """A Sequential whose children are residual blocks."""
-  if kind_of(node) != 'sequential' or not node.children():
+  if node.typename != 'nn.Sequential' or not node.children():
     return False
   return all(kind_of(block) == 'sequential' and block.children() and
              kind_of(block.children()[0]) == 'concat'
              for block in node.children())
 
 
-def map_trunk(modules: list, allow_zero_padding: bool):
-  """Maps the stem and the first three layers of a trunk's module list.
+def map_trunk(modules: list, allow_zero_padding: bool, max_layers: int = 3):
+  """Maps the stem and the first three (up to `max_layers`) layers of a trunk.
 
   Args:
     modules: the top-level trunk modules (Nodes), as in the file.
-    allow_zero_padding: accept zero-padded 3x3/7x7 convs (ImageNet files);
-      they become symmetric, as in DeepMask's createTrunk.
+    allow_zero_padding: accept zero-padded 3x3/7x7 convs (ImageNet files).
+    max_layers: 3 for DeepMask's trunk; 4 takes layer4 too when the module
+      after layer3 is one (an ImageNet ResNet).
   Returns:
-    (TrunkWeights, the top-level modules after layer3).
+    (TrunkWeights, the top-level modules after the last layer mapped).
   """
   builder = _TrunkBuilder(allow_zero_padding)
   channels, used, relu_module = _stem(builder, modules)
   stem_width = channels
   feature_modules = {relu_module: 'conv1'} if relu_module else {}
   widths, depths, expansions = [], [], set()
-  for layer in range(NUM_LAYERS):
+  for layer in range(max_layers):
     index = used + layer
-    if index >= len(modules) or not _is_layer(modules[index]):
+    has_layer = index < len(modules) and _is_layer(modules[index])
+    if layer >= MIN_LAYERS and not has_layer:
+      break
+    if not has_layer:
       where = modules[min(index, len(modules) - 1)]
       raise where.error(f'expected layer{layer + 1} (a Sequential of residual '
                         'blocks) here')
@@ -225,5 +242,5 @@ def map_trunk(modules: list, allow_zero_padding: bool):
   weights = TrunkWeights(builder.params, builder.constants, stem_width,
                          tuple(widths), tuple(depths), int(expansion),
                          feature_modules, builder.num_convs,
-                         builder.num_zero_padded)
-  return weights, modules[used + NUM_LAYERS:]
+                         builder.num_zero_padded, builder.num_symmetric_padded)
+  return weights, modules[used + len(widths):]

@@ -53,7 +53,7 @@ class DeepMaskFamily(Family):
   def init_variables(self, config, model) -> dict:
     side = patch_side(config)
     variables = fresh_variables(model, config.seed, (1, side, side, 3))
-    return with_pretrained_trunk(variables, config.trunk_init)
+    return with_pretrained_trunk(variables, config)
 
   def train_batches(self, config, *, start_step=0):
     from deepmask_jax.data import input_pipeline  # TensorFlow lives there.

@@ -85,7 +85,7 @@ class EmbedMaskFamily(Family):
   def init_variables(self, config, model) -> dict:
     variables = fresh_variables(model, config.seed,
                                 (1, INIT_SIDE, INIT_SIDE, 3))
-    return with_pretrained_trunk(variables, config.trunk_init)
+    return with_pretrained_trunk(variables, config)
 
   def train_batches(self, config, *, start_step=0):
     from deepmask_jax.data import detection_pipeline  # TensorFlow.

@@ -58,8 +58,10 @@ class DeepMask(nn.Module):
   def setup(self):
     trunk_channels = self.widths[-1] * self.expansion
     fsz = self.feature_size
-    self.trunk = Trunk(self.stem_width, tuple(self.widths), tuple(self.depths),
-                       self.expansion, self.dtype)
+    # createTrunk pads the ImageNet trunk's convs symmetrically.
+    self.trunk = Trunk(padding='symmetric', stem_width=self.stem_width,
+                       widths=tuple(self.widths), depths=tuple(self.depths),
+                       expansion=self.expansion, dtype=self.dtype)
     init = torch_default_init(trunk_channels)
     self.reduce = nn.Conv(self.feature_channels, (1, 1), kernel_init=init,
                           bias_init=init, dtype=self.dtype)

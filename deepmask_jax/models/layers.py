@@ -42,18 +42,27 @@ def symmetric_pad(x: jax.Array, pad: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='symmetric')
 
 
-class SymConv(nn.Module):
-  """A conv with Torch-style symmetric padding, then a VALID convolution.
+PADDINGS = ('symmetric', 'zero')
+
+
+class PaddedConv(nn.Module):
+  """A square conv that keeps the size (at stride 1): pad, then VALID conv.
 
   Attributes:
     features: output channels.
     kernel: square kernel size; the padding is (kernel - 1) // 2 on every side.
     stride: square stride.
+    padding: 'symmetric', Torch's `SpatialSymmetricPadding` (DeepMask's
+      createTrunk and SharpMask pad so), or 'zero', the standard padding of
+      Torch/PyTorch convs (ImageNet networks, EmbedMask).
     kernel_init: HWIO initialiser; bias follows `bias_init`.
+  The kernel and bias live under the submodule 'conv' whatever the padding, so
+  one set of variables fits both.
   """
   features: int
   kernel: int
   stride: int = 1
+  padding: str = 'symmetric'
   use_bias: bool = True
   kernel_init: Any = None
   bias_init: Any = None
@@ -61,13 +70,20 @@ class SymConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    if self.padding not in PADDINGS:
+      raise ValueError(f'padding must be one of {PADDINGS}, got {self.padding!r}')
     fan_in = x.shape[-1] * self.kernel * self.kernel
     kernel_init = self.kernel_init or torch_default_init(fan_in)
     bias_init = self.bias_init or torch_default_init(fan_in)
-    x = symmetric_pad(x, (self.kernel - 1) // 2)
+    pad = (self.kernel - 1) // 2
+    conv_padding = 'VALID'
+    if self.padding == 'symmetric':
+      x = symmetric_pad(x, pad)
+    else:
+      conv_padding = ((pad, pad), (pad, pad))
     return nn.Conv(
         self.features, (self.kernel, self.kernel), (self.stride, self.stride),
-        padding='VALID', use_bias=self.use_bias, kernel_init=kernel_init,
+        padding=conv_padding, use_bias=self.use_bias, kernel_init=kernel_init,
         bias_init=bias_init, dtype=self.dtype, name='conv')(x)
 
 
@@ -86,6 +102,24 @@ class FrozenAffine(nn.Module):
     scale = self.variable('constants', 'scale', jnp.ones, (channels,))
     bias = self.variable('constants', 'bias', jnp.zeros, (channels,))
     return x * scale.value.astype(self.dtype) + bias.value.astype(self.dtype)
+
+
+def upsample_nearest_2x(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, 2H, 2W, C], Torch `SpatialUpSamplingNearest(2)`."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def upsample_bilinear_2x(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, 2H, 2W, C], PyTorch's `F.interpolate(scale_factor=2,
+  mode='bilinear', align_corners=False)`.
+
+  Half-pixel centres: output i reads input (i + 0.5) / 2 - 0.5, clamped to
+  the border. jax.image.resize's triangle kernel renormalises over in-range
+  samples, which gives the same clamp, and antialiases only when shrinking.
+  """
+  batch, height, width, channels = x.shape
+  return jax.image.resize(x, (batch, 2 * height, 2 * width, channels),
+                          method='bilinear')
 
 
 def threshold_relu(x: jax.Array, value: float = 1e-6) -> jax.Array:

@@ -20,18 +20,14 @@ import jax
 import jax.numpy as jnp
 
 from deepmask_jax.models.deepmask import DeepMask
-from deepmask_jax.models.layers import SymConv, crop_border, torch_default_init
+from deepmask_jax.models.layers import (PaddedConv, crop_border,
+                                        torch_default_init, upsample_nearest_2x)
 
 # Skip sources, top-down: trunk feature, horizontal hidden width, border crop
 # (in patch form) that aligns the feature with the object window.
 SKIP_SOURCES = (('layer3', 64, 0), ('layer2', 64, 2), ('layer1', 64, 4),
                 ('conv1', 32, 8))
 NUM_REFINEMENTS = len(SKIP_SOURCES)
-
-
-def upsample_nearest_2x(x: jax.Array) -> jax.Array:
-  """[B, H, W, C] -> [B, 2H, 2W, C], Torch `SpatialUpSamplingNearest(2)`."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 class Horizontal(nn.Module):
@@ -42,9 +38,9 @@ class Horizontal(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(SymConv(self.hidden, 3, dtype=self.dtype, name='conv1')(x))
-    x = nn.relu(SymConv(self.channels, 3, dtype=self.dtype, name='conv2')(x))
-    return SymConv(self.channels // 2, 3, dtype=self.dtype, name='conv3')(x)
+    x = nn.relu(PaddedConv(self.hidden, 3, dtype=self.dtype, name='conv1')(x))
+    x = nn.relu(PaddedConv(self.channels, 3, dtype=self.dtype, name='conv2')(x))
+    return PaddedConv(self.channels // 2, 3, dtype=self.dtype, name='conv3')(x)
 
 
 class Vertical(nn.Module):
@@ -54,8 +50,8 @@ class Vertical(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(SymConv(self.channels, 3, dtype=self.dtype, name='conv1')(x))
-    return SymConv(self.channels // 2, 3, dtype=self.dtype, name='conv2')(x)
+    x = nn.relu(PaddedConv(self.channels, 3, dtype=self.dtype, name='conv1')(x))
+    return PaddedConv(self.channels // 2, 3, dtype=self.dtype, name='conv2')(x)
 
 
 class Refinement(nn.Module):
@@ -78,7 +74,7 @@ class Refinement(nn.Module):
     self.horizontals = [Horizontal(hidden, n, self.dtype)
                         for (_, hidden, _), n in zip(SKIP_SOURCES, channels)]
     self.verticals = [Vertical(n, self.dtype) for n in channels]
-    self.final = SymConv(1, 3, dtype=self.dtype)
+    self.final = PaddedConv(1, 3, dtype=self.dtype)
 
   embedding_size: int = 512
 

@@ -2,8 +2,11 @@
 
 Families combine these: DeepMask and EmbedMask fill their 'trunk' from
 `config.trunk_init` (a model directory holding a trunk, e.g. fb.resnet.torch's
-`resnet-50.t7` converted by `python -m deepmask_jax.convert`); SharpMask fills
-its frozen 'deepmask' subtree from a trained DeepMask.
+`resnet-50.t7` converted by `python -m deepmask_jax.convert`, BN folded into
+the trunk's constants); SharpMask fills its frozen 'deepmask' subtree from a
+trained DeepMask. Whole trunk layers the model lacks (layer4 for DeepMask's
+trunk through layer3) are left out; the model's own padding applies (DeepMask
+pads symmetrically whatever the file did).
 """
 
 import jax
@@ -17,14 +20,37 @@ def fresh_variables(model, seed: int, input_shape) -> dict:
   return jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros(input_shape))
 
 
-def with_pretrained_trunk(variables: dict, trunk_init: str) -> dict:
-  """`variables` with its 'trunk' subtree read from the model directory `trunk_init`."""
-  if not trunk_init:
+def with_pretrained_trunk(variables: dict, config) -> dict:
+  """`variables` with its 'trunk' read from the model directory config.trunk_init.
+
+  The file's trunk must compute what ours does: besides the shapes (checked
+  by replace_subtree), the position of the stride (config.trunk.stride_in_1x1)
+  must agree, since it changes the function but no shape.
+  """
+  if not config.trunk_init:
     return variables
-  trunk_vars, _ = load_model(trunk_init)
-  return replace_subtree(variables, 'trunk',
-                         {k: v['trunk'] for k, v in trunk_vars.items()},
-                         trunk_init)
+  trunk_vars, file_config = load_model(config.trunk_init)
+  ours = bool(config.trunk.get('stride_in_1x1', False))
+  theirs = bool(file_config.trunk.get('stride_in_1x1', False))
+  if ours != theirs:
+    raise ValueError(
+        f'{config.trunk_init}: its trunk has stride_in_1x1={theirs} but '
+        f'config.trunk.stride_in_1x1={ours}; set '
+        f'--config.trunk.stride_in_1x1={theirs}')
+  source = {c: _layers_of(tree['trunk'], variables[c]['trunk'])
+            for c, tree in trunk_vars.items() if c in variables}
+  return replace_subtree(variables, 'trunk', source, config.trunk_init)
+
+
+def _layers_of(source: dict, model_trunk: dict) -> dict:
+  """`source` without the trunk layers the model has none of.
+
+  Trunk modules are 'conv1', 'affine1' and 'layer{k}_{block}'; a layer is
+  dropped only as a whole, so a depth mismatch still fails the shape check.
+  """
+  layers = {name.split('_')[0] for name in model_trunk}
+  return {name: tree for name, tree in source.items()
+          if name.split('_')[0] in layers}
 
 
 def replace_subtree(variables: dict, key: str, source: dict, path: str) -> dict:

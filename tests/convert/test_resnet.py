@@ -1,8 +1,9 @@
 """ResNet files -> our Trunk: every layout/variant against the Torch interpreter.
 
-The reference output is the file's module graph after DeepMask's
-`updatePadding` (zero padding -> symmetric), i.e. the trunk DeepMask builds
-from resnet-50.t7, which is what `config.trunk_init` starts from.
+The converted trunk (through layer4, with the padding the file records)
+computes the file's own forward. DeepMask builds the same variables with
+symmetric padding: that is the file's module graph after DeepMask's
+`updatePadding`, the trunk DeepMask's createTrunk makes of resnet-50.t7.
 """
 
 import numpy as np
@@ -34,34 +35,67 @@ STYLES = {
 def test_trunk_matches_torch(write_file, style):
   tree = trees.resnet_file(GEOMETRY, style, seed=3)
   conversion = read_t7(write_file(tree))
+  assert conversion.config.trunk.padding == style.padding
   images = np.random.default_rng(0).normal(size=(2, 3, 64, 48))
-  expected = reference.module_outputs(reference.update_padding(tree), images, 7)
+  expected = reference.module_outputs(tree, images, 8)
   errors = trunk_errors(conversion.variables, conversion.config, images,
                         expected)
   print('trunk relative errors', errors)
-  assert max(errors.values()) < 1e-4, errors
+  assert len(errors) == 5 and max(errors.values()) < 1e-4, errors
 
 
 def test_config_and_variables_describe_the_trunk_only(write_file):
-  conversion = read_t7(write_file(trees.resnet_file(GEOMETRY, STYLES['released'])))
+  conversion = read_t7(write_file(trees.resnet_file(GEOMETRY, STYLES['released'],
+                                                    layer4=(8, 2))))
   assert conversion.kind == 'resnet'
   assert (conversion.config.trunk.stem_width, conversion.config.trunk.widths,
-          conversion.config.trunk.depths, conversion.config.trunk.expansion) == (
-              GEOMETRY.stem, GEOMETRY.widths, GEOMETRY.depths, 4)
+          conversion.config.trunk.depths, conversion.config.trunk.expansion,
+          conversion.config.trunk.padding) == (
+              GEOMETRY.stem, GEOMETRY.widths + (8,), GEOMETRY.depths + (2,), 4,
+              'zero')
   assert set(conversion.variables['params']) == {'trunk'}
+  assert 'layer4_1' in conversion.variables['params']['trunk']
+  assert any('dropped after layer4' in note for note in conversion.notes)
+
+
+def test_resnet_through_layer3_converts_to_three_layers(write_file):
+  tree = trees.resnet_file(GEOMETRY, STYLES['released'])
+  del tree.fields['modules'][7]  # layer4; the pooling and classifier remain.
+  conversion = read_t7(write_file(tree))
+  assert conversion.config.trunk.widths == GEOMETRY.widths
   assert 'layer4_0' not in conversion.variables['params']['trunk']
-  assert any('dropped after layer3' in note for note in conversion.notes)
+  images = np.random.default_rng(1).normal(size=(1, 3, 32, 32))
+  errors = trunk_errors(conversion.variables, conversion.config, images,
+                        reference.module_outputs(tree, images, 7))
+  assert set(errors) == {'conv1', 'layer1', 'layer2', 'layer3'}
+  assert max(errors.values()) < 1e-4, errors
 
 
-def test_zero_padding_differs_from_what_deepmask_runs(write_file):
-  # The comparison above has teeth: the raw ImageNet graph (zero padding)
-  # differs from our symmetric-padded trunk at the borders.
+def test_symmetric_padding_gives_what_deepmask_runs(write_file):
+  # DeepMask pads the converted ImageNet trunk symmetrically (createTrunk's
+  # updatePadding); that differs from the file's own zero-padded forward at
+  # the borders, so the comparisons above have teeth.
   tree = trees.resnet_file(GEOMETRY, STYLES['released'])
   images = np.random.default_rng(0).normal(size=(1, 3, 64, 64))
-  raw = reference.module_outputs(tree, images, 7)
   conversion = read_t7(write_file(tree))
-  errors = trunk_errors(conversion.variables, conversion.config, images, raw)
-  assert errors['layer3'] > 1e-2
+  raw = reference.module_outputs(tree, images, 8)
+  updated = reference.module_outputs(reference.update_padding(tree), images, 8)
+  symmetric = trunk_errors(conversion.variables, conversion.config, images,
+                           updated, padding='symmetric')
+  assert max(symmetric.values()) < 1e-4, symmetric
+  against_raw = trunk_errors(conversion.variables, conversion.config, images,
+                             raw, padding='symmetric')
+  assert against_raw['layer4'] > 1e-2, against_raw
+
+
+def test_mixed_padding_is_refused(write_file):
+  tree = trees.resnet_file(GEOMETRY, STYLES['released'])
+  stem_conv = tree.fields['modules'][0]
+  stem_conv.fields.update(padW=0, padH=0)
+  tree.fields['modules'][0] = trees.sequential(trees.symmetric_padding(3),
+                                               stem_conv)
+  with pytest.raises(ConversionError, match='3 symmetrically|1 symmetrically'):
+    read_t7(write_file(tree))
 
 
 def _first_block(tree):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from deepmask_jax.families import build_model, get_family
+from deepmask_jax.models.resnet import Trunk
 from deepmask_jax.models.store import save_model
 from tests.conftest import tiny_config
 
@@ -43,6 +44,25 @@ def test_trunk_init_of_another_shape_fails_clearly(tmp_path):
   config = tiny_config(trunk_init=str(tmp_path / 'resnet'))
   with pytest.raises(ValueError, match='does not fit'):
     initial_variables(config, build_model(config))
+
+
+def test_deepmask_takes_layers_1_to_3_of_a_four_layer_trunk(tmp_path):
+  config = tiny_config()
+  four_layers = Trunk(padding='zero', stem_width=config.trunk.stem_width,
+                      widths=tuple(config.trunk.widths) + (8,),
+                      depths=tuple(config.trunk.depths) + (1,))
+  source = jax.tree.map(lambda x: np.asarray(x) + 0.5, four_layers.init(
+      jax.random.PRNGKey(1), np.zeros((1, 64, 64, 3), np.float32)))
+  save_model(str(tmp_path / 'resnet'), {c: {'trunk': source[c]} for c in source},
+             config)
+  config.trunk_init = str(tmp_path / 'resnet')
+  fresh = initial_variables(config, build_model(config))
+  for collection in ('params', 'constants'):
+    assert 'layer4_0' not in fresh[collection]['trunk']
+    expected = {k: v for k, v in source[collection].items() if k != 'layer4_0'}
+    for a, b in zip(jax.tree.leaves(fresh[collection]['trunk']),
+                    jax.tree.leaves(expected)):
+      np.testing.assert_array_equal(a, b)
 
 
 def test_sharpmask_takes_architecture_and_weights_from_its_deepmask(tmp_path):
