@@ -14,6 +14,7 @@ from deepmask_jax.data import input_pipeline
 from deepmask_jax.data import sampler as sampler_lib
 from deepmask_jax.data import tfds_coco
 from deepmask_jax.models import fcos_geometry
+from tests.data import conftest
 
 BATCH, CAP = 2, 8
 
@@ -32,6 +33,14 @@ def _small_config(data_config, **detection):
 def config(synthetic_data_config, synthetic_builder):
   del synthetic_builder  # Built once per session; prepare() reuses it.
   return _small_config(synthetic_data_config)
+
+
+@pytest.fixture(scope='module')
+def first_batches(synthetic_root, tfds_root, synthetic_builder):
+  """Steps 0..2 of the small synthetic config, from one fresh iterator."""
+  del synthetic_builder
+  config = _small_config(conftest.synthetic_config(synthetic_root, tfds_root))
+  return _take(detection_pipeline.train_batches(config), 3)
 
 
 def _take(batches, count, start=0):
@@ -63,7 +72,7 @@ def test_resize_rule_and_canvases_follow_maskrcnn_benchmark():
       (800, 1344), (1344, 800)]
 
 
-def test_keys_shapes_and_dtypes(config):
+def test_keys_shapes_and_dtypes(config, first_batches):
   (height, width), _ = detection_pipeline.canvas_shapes(config)
   num_locations = len(fcos_geometry.locations(height, width)[0])
   expected = {
@@ -74,7 +83,7 @@ def test_keys_shapes_and_dtypes(config):
       'masks': ((BATCH, CAP, height // 4, width // 4), np.uint8),
       'mask_points': ((BATCH, CAP, num_locations), bool),
   }
-  for batch in _take(detection_pipeline.train_batches(config), 2):
+  for batch in first_batches:
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
     # Synthetic images are 96 px squares: landscape, resized to 128 x 128.
     assert (batch['image_hw'] == 128).all()
@@ -85,21 +94,18 @@ def test_keys_shapes_and_dtypes(config):
     assert batch['masks'][batch['valid']].reshape(-1, height * width // 16).any(1).all()
 
 
-def test_batch_t_is_deterministic_and_resumes_exactly(config):
-  first = _take(detection_pipeline.train_batches(config), 3)
-  again = _take(detection_pipeline.train_batches(config), 3)
+def test_batch_t_is_deterministic_and_resumes_exactly(config, first_batches):
   resumed = _take(detection_pipeline.train_batches(config, start_step=1), 2)
-  for expected, got in zip(first, again):
+  for expected, got in zip(first_batches[1:], resumed):
     _assert_batches_equal(expected, got)
-  for expected, got in zip(first[1:], resumed):
-    _assert_batches_equal(expected, got)
-  assert not np.array_equal(first[0]['image_id'], first[1]['image_id'])
+  assert not np.array_equal(first_batches[0]['image_id'],
+                            first_batches[1]['image_id'])
 
 
-def test_process_slices_concatenate_to_the_global_batch(config):
-  whole = _take(detection_pipeline.train_batches(config), 2)
+def test_process_slices_concatenate_to_the_global_batch(config, first_batches):
+  whole = first_batches[1:2]
   parts = [_take(detection_pipeline.train_batches(
-      config, process_index=p, process_count=2), 2) for p in range(2)]
+      config, start_step=1, process_index=p, process_count=2), 1) for p in range(2)]
   for step, batch in enumerate(whole):
     joined = {k: np.concatenate([parts[0][step][k], parts[1][step][k]])
               for k in batch}
@@ -118,10 +124,11 @@ def _decoded_record(builder, image_index):
           'image': tf.io.decode_jpeg(example['image'], channels=3).numpy()}
 
 
-def test_boxes_masks_and_points_match_a_recomputation(config, synthetic_builder):
+def test_boxes_masks_and_points_match_a_recomputation(config, synthetic_builder,
+                                                     first_batches):
   sampler = _sampler(config, synthetic_builder)
   flips_seen = set()
-  for step, batch in enumerate(_take(detection_pipeline.train_batches(config), 3)):
+  for step, batch in enumerate(first_batches):
     group, records, flips = sampler.step_images(step, 0, BATCH)
     assert (group, batch['image'].shape[1:3]) == (0, (128, 192))
     for j, (record, flip) in enumerate(zip(records, flips)):
@@ -258,11 +265,13 @@ def test_coco_tiny_at_full_size_uses_both_canvases(coco_tiny_data_config, coco_t
   config = _small_config(coco_tiny_data_config, min_size=800, max_size=1333,
                          max_instances=100)
   sampler = _sampler(config, coco_tiny_builder)
-  steps = [next(t for t in itertools.count() if sampler.group_and_turn(t)[0] == g)
-           for g in (0, 1)]
-  for group, step in zip((0, 1), steps):
-    batch = next(detection_pipeline.train_batches(config, start_step=step))
-    assert batch['image'].shape[1:3] == detection_pipeline.canvas_shapes(config)[group]
+  groups = [sampler.group_and_turn(t)[0] for t in range(20)]
+  last = max(groups.index(0), groups.index(1))  # Both groups by then.
+  batches = _take(detection_pipeline.train_batches(config), last + 1)
+  for step in (groups.index(0), groups.index(1)):
+    batch = batches[step]
+    canvas = detection_pipeline.canvas_shapes(config)[groups[step]]
+    assert batch['image'].shape[1:3] == canvas
     _, records, _ = sampler.step_images(step, 0, BATCH)
     hw = sampler.images.index.image_size[records]
     expected = [_geometry(config).resized_size(h, w) for h, w in hw]
