@@ -23,6 +23,7 @@ ratios and flipped as x -> width - 1 - x. Nothing here imports TensorFlow.
 """
 
 import dataclasses
+
 import numpy as np
 
 from deepmask_jax.data import sampler as sampler_lib
