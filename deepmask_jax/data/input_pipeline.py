@@ -195,7 +195,7 @@ def _batched(samples: tf.data.Dataset, local_batch: int, prefetch: int):
           .map(batch_head).prefetch(prefetch).with_options(options))
 
 
-def _process_slice(batch_size: int, process_index, process_count):
+def process_slice(batch_size: int, process_index, process_count):
   """(first sample of this process within a global batch, local batch)."""
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
@@ -217,7 +217,7 @@ def patch_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
     'score': f32 [b] in {-1, +1} (all +1 in mask batches),
     'is_mask': bool scalar}, b = the local batch.
   """
-  first_sample, local_batch = _process_slice(config.batch_size, process_index,
+  first_sample, local_batch = process_slice(config.batch_size, process_index,
                                              process_count)
   reader = RecordReader(builder, split)
   index = load_object_index(builder, split)

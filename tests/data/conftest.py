@@ -62,7 +62,7 @@ def synthetic_root(tmp_path_factory) -> pathlib.Path:
   return root
 
 
-def _synthetic_config(root, tfds_dir):
+def synthetic_config(root, tfds_dir):
   return data_config(
       root, tfds_dir, name='synthetic', synthetic=True,
       synthetic_train_images=SYNTHETIC_TRAIN, synthetic_val_images=SYNTHETIC_VAL,
@@ -73,12 +73,12 @@ def _synthetic_config(root, tfds_dir):
 
 @pytest.fixture
 def synthetic_data_config(synthetic_root, tfds_root):
-  return _synthetic_config(synthetic_root, tfds_root)
+  return synthetic_config(synthetic_root, tfds_root)
 
 
 @pytest.fixture(scope='session')
 def synthetic_builder(synthetic_root, tfds_root):
-  return _prepare(_synthetic_config(synthetic_root, tfds_root))
+  return _prepare(synthetic_config(synthetic_root, tfds_root))
 
 
 # ----------------------------------------------------------------------------
