@@ -51,8 +51,11 @@ def test_deepmask_takes_layers_1_to_3_of_a_four_layer_trunk(tmp_path):
   four_layers = Trunk(padding='zero', stem_width=config.trunk.stem_width,
                       widths=tuple(config.trunk.widths) + (8,),
                       depths=tuple(config.trunk.depths) + (1,))
-  source = jax.tree.map(lambda x: np.asarray(x) + 0.5, four_layers.init(
-      jax.random.PRNGKey(1), np.zeros((1, 64, 64, 3), np.float32)))
+  shapes = jax.eval_shape(four_layers.init, jax.random.PRNGKey(1),
+                          np.zeros((1, 64, 64, 3), np.float32))
+  rng = np.random.default_rng(0)
+  source = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(np.float32),
+                        shapes)
   save_model(str(tmp_path / 'resnet'), {c: {'trunk': source[c]} for c in source},
              config)
   config.trunk_init = str(tmp_path / 'resnet')
