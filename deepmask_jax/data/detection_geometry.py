@@ -7,9 +7,12 @@ Images are resized as maskrcnn-benchmark's `Resize.get_size`: the shorter
 side to `min_size` unless the longer one would then exceed `max_size`, in
 which case the longer side goes to `max_size` (sizes truncated as it does).
 Resized images are padded into one of two canvases, landscape (w >= h) or
-portrait, each the smallest multiple of 32 pixels per side that holds every
+portrait, each the smallest multiple of 32 pixels per side holding a
 resized image of that orientation, so a model compiles at most twice per
-batch size.
+batch size. The reference's rounding can overshoot max_size by up to half the
+aspect ratio in pixels (48 x 1346 for a 50 x 1403 image); such a side is
+clamped to the canvas (a change of a few tenths of a percent, for aspect
+ratios beyond about 20:1 at 800/1333). `fitted_size` applies it.
 """
 
 from deepmask_jax.models.fcos_geometry import SIZE_DIVISIBILITY
@@ -34,12 +37,16 @@ def _round_up(value: int) -> int:
   return -(-int(value) // SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY
 
 
+def canvas_sides(min_size: int, max_size: int) -> tuple[int, int]:
+  """(short, long) canvas sides: landscape is (short, long), portrait
+  (long, short)."""
+  return _round_up(min(min_size, max_size)), _round_up(max_size)
+
+
 def canvas_shapes(detection_config) -> dict:
   """{'landscape': (H, W), 'portrait': (H, W)} of a config.detection."""
-  short = _round_up(detection_config.min_size)
-  # +1: the truncating resize can leave the long side one pixel over.
-  long = _round_up(max(detection_config.max_size, detection_config.min_size)
-                   + 1)
+  short, long = canvas_sides(detection_config.min_size,
+                             detection_config.max_size)
   return {'landscape': (short, long), 'portrait': (long, short)}
 
 

@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 
 from deepmask_jax.data import sampler as sampler_lib
-from deepmask_jax.models import fcos_geometry
+from deepmask_jax.data import detection_geometry
 
 LANDSCAPE, PORTRAIT = 0, 1
 GROUP_NAMES = ('landscape', 'portrait')
@@ -35,10 +35,6 @@ GROUP_NAMES = ('landscape', 'portrait')
 GROUP_STREAM, ORDER_STREAM, FLIP_STREAM = 10, 11, 12
 _CHUNK = 1024  # Steps whose group draws come from one generator.
 _LISTED_IMAGES = 10  # Images named in a report line before "and N more".
-
-
-def _round_up(value: int, multiple: int) -> int:
-  return -(-value // multiple) * multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,15 +58,8 @@ class DetectionGeometry:
     Same float operations and rounding (Python round, then int truncation of
     the longer side), so sizes match the reference to the pixel.
     """
-    size = self.min_size
-    short, long = float(min(height, width)), float(max(height, width))
-    if long / short * size > self.max_size:
-      size = int(round(self.max_size * short / long))
-    if (width <= height and width == size) or (height <= width and height == size):
-      return height, width
-    if width < height:
-      return int(size * height / width), size
-    return size, int(size * width / height)
+    return detection_geometry.resized_size(height, width, self.min_size,
+                                           self.max_size)
 
   def canvas_shapes(self) -> list[tuple[int, int]]:
     """(H, W) per group: the smallest multiple of 32 holding any resized image.
@@ -79,9 +68,8 @@ class DetectionGeometry:
     its longer side at most max_size (up to the reference's rounding, see
     `TrainingImages`).
     """
-    short = _round_up(min(self.min_size, self.max_size),
-                      fcos_geometry.SIZE_DIVISIBILITY)
-    long = _round_up(self.max_size, fcos_geometry.SIZE_DIVISIBILITY)
+    short, long = detection_geometry.canvas_sides(self.min_size,
+                                                  self.max_size)
     return [(short, long), (long, short)]
 
 
