@@ -1,19 +1,22 @@
-r"""Object-mask proposals for images: COCO results JSON and PNG overlays.
+r"""Masks for a folder of images, any model family: COCO results JSON and overlays.
 
     python -m deepmask_jax.propose --model runs/sharpmask \
         --images 'photos/*.jpg' --out proposals/ [--num_proposals 1000] \
         [--zoom] [--overlays 20]
 
 --model is a model directory or a training workdir
-(deepmask_jax/models/store.py); --images one image, a folder (its image
-files, not recursive) or a glob. Written to --out:
-  proposals.json       COCO segm results: image_id, category_id 1, RLE
+(deepmask_jax/models/store.py) of any family: DeepMask/SharpMask give
+class-agnostic proposals (category 1, 'object'), EmbedMask class-aware
+detections with the dataset's category ids and names. --images is one image,
+a folder (its image files, not recursive) or a glob. Written to --out:
+  proposals.json       COCO segm results: image_id, category_id, RLE
                        segmentation (counts as str), score; best first.
-  proposals_bbox.json  the same proposals as boxes (xywh of the masks).
+  proposals_bbox.json  the same results as boxes (xywh).
   images.json          {'images': [{id, file_name, height, width}],
-                       'annotations': [], 'categories': [{id: 1}]}: a COCO
+                       'annotations': [], 'categories': [...]}: a COCO
                        file the results load against (COCO.loadRes).
-  overlays/            <id>_<name>.png, the top --overlays proposals drawn.
+  overlays/            <id>_<name>.png, the top --overlays results drawn,
+                       with class names for class-aware models.
 Unreadable files are reported by name and skipped. Runs on the GPU when JAX
 has one, else on the CPU (--platform=cpu forces it).
 """
@@ -40,9 +43,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('model', None, 'Model directory or training workdir.')
 flags.DEFINE_string('images', None, 'An image, a folder of images or a glob.')
 flags.DEFINE_string('out', None, 'Output folder.')
-flags.DEFINE_integer('num_proposals', 1000, 'Proposals per image.')
-flags.DEFINE_bool('zoom', False, 'Add the scale 2^1 (finds smaller objects, '
-                  'about twice the time).')
+flags.DEFINE_integer('num_proposals', None, 'Results per image (default: '
+                     "the model's own, 1000 proposals or 100 detections).")
+flags.DEFINE_bool('zoom', None, 'DeepMask/SharpMask: add the scale 2^1 (finds '
+                  'smaller objects, about twice the time).')
 flags.DEFINE_integer('overlays', 20, 'Proposals drawn on each overlay PNG '
                      '(0: write no overlays).')
 flags.DEFINE_string('platform', '', "JAX platform, e.g. 'cpu' ('' = JAX's "
@@ -50,7 +54,6 @@ flags.DEFINE_string('platform', '', "JAX platform, e.g. 'cpu' ('' = JAX's "
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
                     '.webp', '.ppm', '.pgm')
-CATEGORY_ID = 1  # Proposals are class-agnostic.
 
 
 def find_images(spec: str) -> list[str]:
@@ -65,14 +68,16 @@ def find_images(spec: str) -> list[str]:
   return sorted(p for p in glob.glob(spec) if os.path.isfile(p))
 
 
-def _overlay(image, proposals, count, path):
+def _overlay(image, proposals, count, names, path):
   count = min(count, len(proposals.rles))
   if count:
     masks = mask_utils.decode(proposals.rles[:count]).transpose(2, 0, 1)
   else:
     masks = np.zeros((0,) + image.shape[:2], bool)
+  labels = (None if proposals.category_ids is None else
+            [names[int(c)] for c in proposals.category_ids[:count]])
   save_overlay(path, image, masks.astype(bool), proposals.boxes[:count],
-               proposals.scores[:count])
+               proposals.scores[:count], labels)
 
 
 def propose_images(generator, paths: Sequence[str], out_dir: str,
@@ -86,6 +91,8 @@ def propose_images(generator, paths: Sequence[str], out_dir: str,
   if overlays:
     os.makedirs(os.path.join(out_dir, 'overlays'), exist_ok=True)
   segm, bbox, images, skipped = [], [], [], []
+  names = {c['id']: c['name'] for c in generator.categories}
+  single = generator.categories[0]['id']  # Class-agnostic results take it.
   for path in tqdm(paths, desc='images', unit='img', disable=not progress):
     try:
       image = read_image(path)
@@ -97,19 +104,21 @@ def propose_images(generator, paths: Sequence[str], out_dir: str,
     proposals = generator.propose_encoded([image])[0]
     images.append({'id': image_id, 'file_name': os.path.abspath(path),
                    'height': image.shape[0], 'width': image.shape[1]})
+    categories = (single if proposals.category_ids is None
+                  else proposals.category_ids)
     segm += segm_results(image_id, proposals.rles, proposals.scores,
-                         CATEGORY_ID)
+                         categories)
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
-                         CATEGORY_ID)
+                         categories)
     if overlays:
       stem = os.path.splitext(os.path.basename(path))[0]
-      _overlay(image, proposals, overlays, os.path.join(
+      _overlay(image, proposals, overlays, names, os.path.join(
           out_dir, 'overlays', f'{image_id:06d}_{stem}.png'))
   write_results(os.path.join(out_dir, 'proposals.json'), segm)
   write_results(os.path.join(out_dir, 'proposals_bbox.json'), bbox)
   with open(os.path.join(out_dir, 'images.json'), 'w') as f:
     json.dump({'images': images, 'annotations': [],
-               'categories': [{'id': CATEGORY_ID, 'name': 'object'}]}, f)
+               'categories': list(generator.categories)}, f)
   return {'images': len(images), 'skipped': skipped, 'proposals': len(segm),
           'compilations': generator.compilations}
 
@@ -125,8 +134,9 @@ def main(argv):
   paths = find_images(FLAGS.images)
   if not paths:
     raise app.UsageError(f'no image files found for --images={FLAGS.images}')
-  generator = families.predictor_from_path(
-      FLAGS.model, num_proposals=FLAGS.num_proposals, zoom=FLAGS.zoom)
+  overrides = {name: getattr(FLAGS, name) for name in ('num_proposals', 'zoom')
+               if getattr(FLAGS, name) is not None}
+  generator = families.predictor_from_path(FLAGS.model, **overrides)
   summary = propose_images(generator, paths, FLAGS.out, FLAGS.overlays)
   print(f'{summary["images"]} images, {summary["proposals"]} proposals '
         f'written to {FLAGS.out}; {len(summary["skipped"])} skipped')

@@ -60,7 +60,7 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
   category_id = proposal_category_id(coco)
   segm, bbox, failed = [], [], []
   start = time.perf_counter()
-  for image_id in tqdm(image_ids, desc='proposals', disable=not verbose):
+  for image_id in tqdm(image_ids, desc='images', disable=not verbose):
     info = coco.loadImgs(image_id)[0]
     try:
       image = read_image(os.path.join(image_dir, info['file_name']))

@@ -26,7 +26,7 @@ from deepmask_jax.models.embedmask import (embedmask_from_config,
 from deepmask_jax.train.embedmask_losses import embedmask_loss
 from deepmask_jax.train.initialization import (fresh_variables,
                                                with_pretrained_trunk)
-from deepmask_jax.train.optimizer import (Optimization, bias_aware_sgd,
+from deepmask_jax.train.optimizer import (Optimization, bias_aware_transform,
                                           warmup_multistep_schedule)
 from deepmask_jax.train.train_step import AXIS
 
@@ -113,6 +113,9 @@ class EmbedMaskFamily(Family):
       outputs = model.apply({'params': params, 'constants': constants},
                             batch['image'], train=True)
       total, parts = embedmask_loss(outputs, batch, settings, axis_name=AXIS)
+      # 'loss_cls' -> 'cls': the log shows instances_cls, instances_mask...
+      parts = {name.removeprefix('loss_'): value
+               for name, value in parts.items()}
       return total, dict(parts, loss=total)
     return loss
 
@@ -120,8 +123,7 @@ class EmbedMaskFamily(Family):
     return Optimization(
         groups={'all': trainable_prefixes(params, config.embedmask.freeze_at)},
         heads={HEAD: ('all',)},
-        transform=bias_aware_sgd(config.solver, config.momentum,
-                                 config.weight_decay),
+        transform=bias_aware_transform(config),
         learning_rate=warmup_multistep_schedule(config.solver,
                                                 config.batch_size))
 
@@ -158,4 +160,11 @@ class EmbedMaskFamily(Family):
         max_images=config.evaluation.max_images or None)
 
   def predictor(self, model, variables, config, **overrides):
+    """An InstanceSegmenter; the image CLI's generic `num_proposals` (results
+    per image) is its detections_per_image, and `zoom` is DeepMask's."""
+    if 'num_proposals' in overrides:
+      overrides['detections_per_image'] = overrides.pop('num_proposals')
+    if overrides.pop('zoom', False):
+      raise ValueError('zoom is a DeepMask/SharpMask pyramid setting; '
+                       'EmbedMask runs at one scale')
     return InstanceSegmenter(model, variables, config, **overrides)

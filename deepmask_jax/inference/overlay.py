@@ -16,7 +16,7 @@ def palette(count: int) -> np.ndarray:
 
 
 def draw_overlay(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray,
-                 scores: np.ndarray) -> np.ndarray:
+                 scores: np.ndarray, labels=None) -> np.ndarray:
   """The image with its proposals drawn, the best on top.
 
   Args:
@@ -24,6 +24,7 @@ def draw_overlay(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray,
     masks: [N, H, W] bool, best first.
     boxes: [N, 4] xywh.
     scores: [N].
+    labels: optional [N] class names, written before the scores.
   Returns:
     [H, W, 3] uint8.
   """
@@ -33,17 +34,18 @@ def draw_overlay(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray,
     canvas[mask] = (1.0 - TINT) * canvas[mask] + TINT * colour
   picture = Image.fromarray(canvas.round().astype(np.uint8))
   draw = ImageDraw.Draw(picture)
-  for box, score, colour in zip(boxes, scores, colours):
+  labels = [''] * len(scores) if labels is None else [f'{n} ' for n in labels]
+  for box, score, label, colour in zip(boxes, scores, labels, colours):
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
       continue
     draw.rectangle([x, y, x + w - 1, y + h - 1], outline=tuple(colour))
-    draw.text((x + 2, y + 1), f'{score:.2f}', fill=tuple(colour))
+    draw.text((x + 2, y + 1), f'{label}{score:.2f}', fill=tuple(colour))
   return np.asarray(picture)
 
 
 def save_overlay(path: str, image: np.ndarray, masks: np.ndarray,
-                 boxes: np.ndarray, scores: np.ndarray) -> None:
+                 boxes: np.ndarray, scores: np.ndarray, labels=None) -> None:
   """Writes `draw_overlay(...)` as a PNG."""
-  Image.fromarray(draw_overlay(image, masks, boxes, scores)).save(
+  Image.fromarray(draw_overlay(image, masks, boxes, scores, labels)).save(
       path, format='PNG')

@@ -133,17 +133,24 @@ def _is_not_bias(params):
   return jax.tree.map(lambda b: not b, _is_bias(params))
 
 
-def bias_aware_sgd(solver, momentum: float,
-                   weight_decay: float) -> optax.GradientTransformation:
-  """maskrcnn-benchmark's SGD groups: biases at bias_lr_factor x the rate
-  and weight_decay_bias, everything else at weight_decay (Torch SGD:
-  v = m*v + (g + wd*p); p -= lr_group * v, so the factor applies after the
-  momentum)."""
-  parts = [optax.masked(optax.add_decayed_weights(weight_decay), _is_not_bias)]
+def bias_aware_transform(config) -> optax.GradientTransformation:
+  """maskrcnn-benchmark's SGD groups: biases at solver.bias_lr_factor x the
+  rate and solver.weight_decay_bias, everything else at config.weight_decay
+  (Torch SGD: v = m*v + (g + wd*p); p -= lr_group * v, so the factor applies
+  after the momentum). config.optimizer = 'adam' puts Adam's scaling in the
+  momentum's place (for from-scratch demos, as DeepMask's)."""
+  solver = config.solver
+  parts = [optax.masked(optax.add_decayed_weights(config.weight_decay),
+                        _is_not_bias)]
   if solver.weight_decay_bias:
     parts.append(optax.masked(
         optax.add_decayed_weights(solver.weight_decay_bias), _is_bias))
-  if momentum:
-    parts.append(optax.trace(decay=momentum, nesterov=False))
+  if config.optimizer == 'adam':
+    parts.append(optax.scale_by_adam())
+  elif config.optimizer != 'sgd':
+    raise ValueError(f"config.optimizer must be 'sgd' or 'adam', got "
+                     f'{config.optimizer!r}')
+  elif config.momentum:
+    parts.append(optax.trace(decay=config.momentum, nesterov=False))
   parts.append(optax.masked(optax.scale(solver.bias_lr_factor), _is_bias))
   return optax.chain(*parts)
