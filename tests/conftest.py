@@ -17,6 +17,17 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 COCO_TINY = REPO.parent / 'shared' / 'data' / 'coco_tiny'
 
 
+def with_overrides(config, overrides: dict):
+  """`config` with dotted fields ('patch.hfreq') set to the given values."""
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  return config
+
+
 def tiny_config(**overrides):
   """The schema with a tiny trunk and heads, for fast tests."""
   from deepmask_jax.config_schema import get_config  # pylint: disable=g-import-not-at-top
@@ -27,13 +38,24 @@ def tiny_config(**overrides):
   config.head.feature_channels = 8
   config.head.embedding = 16
   config.head.score_hidden = 16
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for name in parents:
-      node = node[name]
-    node[leaf] = value
-  return config
+  return with_overrides(config, overrides)
+
+
+def max_difference(a, b) -> float:
+  """Largest absolute difference between the leaves of two trees."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return max(float(np.max(np.abs(x - y)))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.fixture(scope='session')
+def eight_devices():
+  """Skips unless 8 (forced host) devices exist."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.device_count() < 8:
+    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8 '
+                'set before JAX starts (tests/conftest.py does this)')
 
 
 @pytest.fixture(scope='session')

@@ -14,18 +14,28 @@ import pytest
 from tests.conftest import REPO
 
 
-def main(workdir, data_root, *overrides, timeout=900):
-  args = [sys.executable, '-m', 'deepmask_jax.main', '--config=configs/demo.py',
-          f'--workdir={workdir}', f'--config.data.root={data_root}',
-          '--config.data.synthetic_train_images=24',
-          '--config.data.synthetic_val_images=8',
-          '--config.data.synthetic_image_size=96', '--config.maxload=4',
-          '--config.num_epochs=1', '--config.eval_every_steps=4',
-          '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
-          '--config.eval_batches=1', '--config.batch_size=8', *overrides]
+SMALL_SYNTHETIC = ('--config.data.synthetic_train_images=24',
+                   '--config.data.synthetic_val_images=8',
+                   '--config.data.synthetic_image_size=96')
+
+
+def run_module(module, *args, timeout=900):
+  """`python -m module args` from the repository on one CPU device."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  return subprocess.run(args, cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def main(workdir, data_root, *overrides, config='configs/demo.py'):
+  """The demo DeepMask command, scaled down to 4 steps on 24 small images."""
+  return run_module(
+      'deepmask_jax.main', f'--config={config}', f'--workdir={workdir}',
+      f'--config.data.root={data_root}', *SMALL_SYNTHETIC,
+      '--config.maxload=4', '--config.num_epochs=1',
+      '--config.eval_every_steps=4', '--config.checkpoint_every_steps=2',
+      '--config.log_every_steps=2', '--config.eval_batches=1',
+      '--config.batch_size=8', *overrides)
 
 
 @pytest.fixture(scope='module')

@@ -22,6 +22,7 @@ class Family(abc.ABC):
 
   name: str = ''
   validation_name: str = 'val'  # Prefix of the validation figures in logs.
+  sample_name: str = 'images'  # What a training batch holds (for images/s).
   # Dotted config fields that `--config.mode=eval` takes from the command
   # line rather than from the checkpoint's own config.
   eval_overrides: tuple = ('data', 'evaluation', 'eval_batches', 'seed')

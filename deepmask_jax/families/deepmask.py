@@ -45,6 +45,7 @@ class DeepMaskFamily(Family):
 
   name = 'deepmask'
   validation_name = 'val_per_patch'
+  sample_name = 'patches'
   eval_overrides = Family.eval_overrides + ('patch.flip',)
 
   def build_model(self, config):
@@ -95,12 +96,12 @@ class DeepMaskFamily(Family):
     return int(config.num_epochs) * int(config.maxload)
 
   def validator(self, config, model, parallel, source):
-    shard = None
-    if parallel.parallel != 'pmap':
-      def shard(batch):
-        return {k: jax.make_array_from_process_local_data(parallel.sharded, v)
-                for k, v in batch.items()}
-    evaluator = PerPatchEvaluator(model, shard=shard)
+    def shard(batch):
+      return {k: jax.make_array_from_process_local_data(parallel.sharded, v)
+              for k, v in batch.items()}
+    # pmap's state lives on one device: evaluate there, unsharded.
+    evaluator = PerPatchEvaluator(
+        model, shard=None if parallel.parallel == 'pmap' else shard)
     return lambda variables: evaluator.run(
         variables, map(process_slice, source(config)))
 

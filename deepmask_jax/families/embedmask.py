@@ -69,7 +69,18 @@ class EmbedMaskFamily(Family):
       'embedmask.detections_per_image', 'embedmask.mask_threshold')
 
   def resolve_config(self, config):
-    """Sets num_classes and the category list from the training dataset."""
+    """Sets num_classes and the category list from the training dataset.
+
+    A config that already lists its categories (config.embedmask.
+    category_ids, e.g. written by an earlier resolve) is kept as it is.
+    """
+    given = tuple(config.embedmask.category_ids)
+    if given:
+      if len(given) != config.embedmask.num_classes:
+        raise ValueError(f'config.embedmask.category_ids lists {len(given)} '
+                         f'categories but num_classes is '
+                         f'{config.embedmask.num_classes}')
+      return config
     from deepmask_jax.data import tfds_coco  # TensorFlow lives there.
     categories = tfds_coco.categories(tfds_coco.prepare(config.data))
     config = ml_collections.ConfigDict(config.to_dict())
@@ -84,7 +95,7 @@ class EmbedMaskFamily(Family):
 
   def init_variables(self, config, model) -> dict:
     variables = fresh_variables(model, config.seed,
-                                (1, INIT_SIDE, INIT_SIDE, 3))
+                                (1, INIT_SIDE, INIT_SIDE, 3), impl='rbg')
     return with_pretrained_trunk(variables, config)
 
   def train_batches(self, config, *, start_step=0):

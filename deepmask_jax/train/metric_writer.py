@@ -22,8 +22,9 @@ class MetricWriter:
   """Writes scalars to stdout and `WORKDIR/tensorboard`."""
 
   def __init__(self, workdir: str, total_steps: int, batch_size: int,
-               start_step: int = 0):
+               start_step: int = 0, sample_name: str = 'patches'):
     self.enabled = jax.process_index() == 0
+    self.sample_name = sample_name  # What a batch holds: patches, images.
     self.total_steps = total_steps
     self.batch_size = batch_size
     self._summary = None
@@ -42,7 +43,8 @@ class MetricWriter:
     else:
       rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_time, self._last_step = now, step
-    scalars = dict(scalars, patches_per_s=rate * self.batch_size)
+    scalars = dict(scalars, **{f'{self.sample_name}_per_s':
+                               rate * self.batch_size})
     if not self.enabled:
       return
     self._scalars('train', step, scalars)

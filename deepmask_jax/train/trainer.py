@@ -93,7 +93,8 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
   validate_fn = family.validator(config, model, parallel,
                                  eval_source or family.validation_batches)
   batches = (train_source or family.train_batches)(config, start_step=start)
-  writer = MetricWriter(workdir, end, config.batch_size, start)
+  writer = MetricWriter(workdir, end, config.batch_size, start,
+                        family.sample_name)
   pending, figures = [], {}
   try:
     for step in range(start + 1, end + 1):

@@ -1,12 +1,10 @@
 """Data parallelism: shard_map == pmap, and 8 devices == 1 on one global batch."""
 
 import jax
-import numpy as np
-import pytest
 
 from deepmask_jax.families import get_family
 from deepmask_jax.train.trainer import setup
-from tests.conftest import tiny_config
+from tests.conftest import max_difference, tiny_config
 from tests.train.fake_batches import patch_batches
 
 STEPS = 4
@@ -33,18 +31,6 @@ def run_steps(config, parallel, devices=None):
     heads.append(bool(batch['is_mask']))
     state, _ = runner.step(state, batch, family.head_of(batch))
   return jax.device_get(state.params), heads
-
-
-def max_difference(a, b) -> float:
-  return max(float(np.max(np.abs(x - y)))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-@pytest.fixture(scope='module')
-def eight_devices():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8 '
-                'set before JAX starts (tests/conftest.py does this)')
 
 
 def test_shard_map_and_pmap_give_the_same_parameters(eight_devices):

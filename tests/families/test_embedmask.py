@@ -1,0 +1,123 @@
+"""EmbedMask's family: the data-parallel step, the solver, resume, validation."""
+
+import jax
+import numpy as np
+
+from deepmask_jax.config_schema import get_config
+from deepmask_jax.families import get_family
+from deepmask_jax.families.embedmask import ValidationSplit
+from deepmask_jax.models.store import load_training_checkpoint
+from deepmask_jax.train.trainer import setup, train_and_evaluate
+from tests.conftest import max_difference, with_overrides
+from deepmask_jax.data.random_batches import detection_batch, detection_batches
+
+FAMILY = get_family('embedmask')
+
+
+def tiny_embedmask_config(**overrides):
+  """A tiny EmbedMask on 64-px canvases with 3 classes."""
+  config = get_config()
+  config.model = 'embedmask'
+  config.trunk.stem_width = 8
+  config.trunk.widths = (4, 8, 8, 8)
+  config.trunk.depths = (1, 1, 1, 1)
+  config.embedmask.fpn_channels = 8
+  config.embedmask.embed_dim = 4
+  config.embedmask.num_classes = 3
+  config.embedmask.category_ids = (1, 2, 5)
+  config.embedmask.category_names = ('a', 'b', 'c')
+  config.detection.min_size = config.detection.max_size = 64
+  config.detection.max_instances = 3
+  config.batch_size = 8
+  config.solver.warmup_iters = 2
+  return with_overrides(config, overrides)
+
+
+def run_steps(config, steps, devices=None):
+  _, runner, state = setup(config, FAMILY, devices)
+  state = runner.replicate(state)
+  for step in range(steps):
+    state, metrics = runner.step(state, detection_batch(config, step),
+                                 'instances')
+  return jax.device_get(state.params), jax.device_get(metrics)
+
+
+def test_eight_devices_match_one_device_on_the_same_global_batch(
+    eight_devices):
+  config = tiny_embedmask_config()
+  eight, metrics = run_steps(config, 2)
+  one, one_metrics = run_steps(config, 2, devices=jax.devices()[:1])
+  assert np.isfinite(metrics['loss']) and metrics['mask'] > 0
+  np.testing.assert_allclose(metrics['loss'], one_metrics['loss'], rtol=1e-4)
+  assert max_difference(eight, one) < 1e-4
+
+
+def test_step_freezes_stem_and_layer1_and_moves_the_rest():
+  config = tiny_embedmask_config(**{'embedmask.freeze_at': 2})
+  before = FAMILY.init_variables(config, FAMILY.build_model(config))['params']
+  after, _ = run_steps(config, 1, devices=jax.devices()[:1])
+  for name in ('conv1', 'layer1_0'):
+    assert max_difference(before['trunk'][name], after['trunk'][name]) == 0
+  for name in ('layer2_0', 'layer4_0'):
+    assert max_difference(before['trunk'][name], after['trunk'][name]) > 0
+  assert max_difference(before['head'], after['head']) > 0
+
+
+def test_biases_move_twice_as_far_as_weights_at_the_first_sgd_step():
+  # Plain SGD, no decay: the first update is -lr * g, biases -2 lr * g.
+  config = tiny_embedmask_config(momentum=0.0, weight_decay=0.0)
+  model = FAMILY.build_model(config)
+  variables = FAMILY.init_variables(config, model)
+  optimization = FAMILY.optimization(config, variables['params'])
+  grads = jax.tree.map(np.ones_like, variables['params'])
+  direction, _ = optimization.transform.update(
+      grads, optimization.transform.init(variables['params']),
+      variables['params'])
+  head = direction['head']
+  bias = [v for p, v in jax.tree_util.tree_leaves_with_path(head)
+          if p[-1].key == 'bias']
+  kernels = [v for p, v in jax.tree_util.tree_leaves_with_path(head)
+             if p[-1].key == 'kernel']
+  assert bias and all(np.all(np.asarray(b) == 2.0) for b in bias)
+  assert all(np.all(np.asarray(k) == 1.0) for k in kernels)
+
+
+def test_learning_rate_warms_up_then_steps_down():
+  config = tiny_embedmask_config(**{'solver.steps': (5, 8)})
+  rate = FAMILY.optimization(config, {'x': np.zeros(1)}).learning_rate
+  base = 0.01 * 8 / 16  # Linear in the batch.
+  np.testing.assert_allclose(
+      [float(rate(s)) for s in (0, 1, 3, 4, 7, 9)],
+      [base / 3, base, base, base * 0.1, base * 0.01, base * 0.01],
+      rtol=1e-6)
+
+
+def _validation_split(coco_tiny):
+  def source(config):
+    return ValidationSplit(
+        str(coco_tiny / 'annotations' / 'instances_val2017.json'),
+        str(coco_tiny / 'val2017'), 2)
+  return source
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path,
+                                                          coco_tiny):
+  config = tiny_embedmask_config(**{
+      'solver.max_iter': 4, 'checkpoint_every_steps': 2,
+      'eval_every_steps': 4, 'log_every_steps': 2})
+  kwargs = dict(train_source=detection_batches,
+                eval_source=_validation_split(coco_tiny))
+  figures = train_and_evaluate(config, str(tmp_path / 'full'), FAMILY,
+                               **kwargs)
+  assert figures['images'] == 2 and 0.0 <= figures['segm_AP'] <= 1.0
+  half = tiny_embedmask_config(**{
+      'solver.max_iter': 2, 'checkpoint_every_steps': 2,
+      'eval_every_steps': 100})
+  train_and_evaluate(half, str(tmp_path / 'split'), FAMILY, **kwargs)
+  config.solver.max_iter = 4
+  train_and_evaluate(config, str(tmp_path / 'split'), FAMILY, **kwargs)
+  # The final step of each run, whichever checkpoint ranks best.
+  full, _ = load_training_checkpoint(str(tmp_path / 'full'), step=4)
+  split, saved = load_training_checkpoint(str(tmp_path / 'split'), step=4)
+  assert saved.embedmask.category_names == ('a', 'b', 'c')
+  assert max_difference(full, split) == 0.0
