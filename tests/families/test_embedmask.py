@@ -121,3 +121,10 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path,
   split, saved = load_training_checkpoint(str(tmp_path / 'split'), step=4)
   assert saved.embedmask.category_names == ('a', 'b', 'c')
   assert max_difference(full, split) == 0.0
+
+
+def test_bfloat16_compute_trains_float32_parameters():
+  config = tiny_embedmask_config(dtype='bfloat16')
+  params, metrics = run_steps(config, 1, devices=jax.devices()[:1])
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype('float32')}

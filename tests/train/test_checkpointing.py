@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from deepmask_jax.models.store import load_model
+from deepmask_jax.models.store import load_model, load_training_checkpoint
 from deepmask_jax.train.checkpointing import Checkpoints
 from tests.conftest import REPO
 
@@ -61,9 +61,11 @@ def test_killed_run_resumes_to_the_same_parameters(uninterrupted, tmp_path):
   code, output = finish(start_training(tmp_path))
   assert code == 0, output
   assert 'Resumed from step' in output
-  resumed, _ = load_model(str(tmp_path))
-  reference, _ = load_model(str(reference_dir))
+  # The final step of each run (load_model would take the best-validated
+  # step, which may predate the kill).
   assert max(steps_saved(tmp_path)) == STEPS
+  resumed, _ = load_training_checkpoint(str(tmp_path), STEPS)
+  reference, _ = load_training_checkpoint(str(reference_dir), STEPS)
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
