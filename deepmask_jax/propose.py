@@ -45,8 +45,8 @@ flags.DEFINE_string('images', None, 'An image, a folder of images or a glob.')
 flags.DEFINE_string('out', None, 'Output folder.')
 flags.DEFINE_integer('num_proposals', None, 'Results per image (default: '
                      "the model's own, 1000 proposals or 100 detections).")
-flags.DEFINE_bool('zoom', None, 'DeepMask/SharpMask: add the scale 2^1 (finds '
-                  'smaller objects, about twice the time).')
+flags.DEFINE_bool('zoom', None, 'Multi-scale pyramids: add the scale 2^1 '
+                  '(finds smaller objects, about twice the time).')
 flags.DEFINE_integer('overlays', 20, 'Proposals drawn on each overlay PNG '
                      '(0: write no overlays).')
 flags.DEFINE_string('platform', '', "JAX platform, e.g. 'cpu' ('' = JAX's "

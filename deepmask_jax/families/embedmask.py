@@ -64,9 +64,12 @@ class EmbedMaskFamily(Family):
 
   name = 'embedmask'
   validation_name = 'val_coco'
+  # Evaluation may change the thresholds and the input scale (e.g. the
+  # paper's EmbedMask-600: --config.detection.min_size=600 max_size=1000).
   eval_overrides = Family.eval_overrides + (
       'embedmask.score_threshold', 'embedmask.nms_threshold',
-      'embedmask.detections_per_image', 'embedmask.mask_threshold')
+      'embedmask.detections_per_image', 'embedmask.mask_threshold',
+      'detection.min_size', 'detection.max_size')
 
   def resolve_config(self, config):
     """Sets num_classes and the category list from the training dataset.

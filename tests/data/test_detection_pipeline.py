@@ -228,7 +228,10 @@ def test_cap_keeps_the_largest_objects_and_names_the_images(
           index.label[index.first_object[record] + kept])
 
 
-def test_crowds_and_images_without_objects_are_left_out(broken_data_config, capsys):
+def test_crowds_and_images_without_objects_are_left_out(broken_data_config,
+                                                       tmp_path, capsys):
+  # Its own TFDS folder: test_tfds_coco checks what the first build prints.
+  broken_data_config.tfds_dir = str(tmp_path)
   config = _small_config(broken_data_config)
   batches = detection_pipeline.train_batches(config)
   report = capsys.readouterr().out

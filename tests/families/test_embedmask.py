@@ -22,6 +22,7 @@ def tiny_embedmask_config(**overrides):
   config.trunk.widths = (4, 8, 8, 8)
   config.trunk.depths = (1, 1, 1, 1)
   config.embedmask.fpn_channels = 8
+  config.embedmask.num_convs = 1  # Towers of one conv compile faster.
   config.embedmask.embed_dim = 4
   config.embedmask.num_classes = 3
   config.embedmask.category_ids = (1, 2, 5)
