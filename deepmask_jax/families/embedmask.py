@@ -98,7 +98,7 @@ class EmbedMaskFamily(Family):
 
   def init_variables(self, config, model) -> dict:
     variables = fresh_variables(model, config.seed,
-                                (1, INIT_SIDE, INIT_SIDE, 3), impl='rbg')
+                                (1, INIT_SIDE, INIT_SIDE, 3))
     return with_pretrained_trunk(variables, config)
 
   def train_batches(self, config, *, start_step=0):

@@ -12,7 +12,9 @@ def tiny_model(kind: str, seed: int = 0, **overrides):
   """(model, variables, config) of a tiny, randomly initialised model."""
   config = tiny_config(model=kind, **overrides)
   model = build_model(config)
-  variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 192, 192, 3)))
+  # rbg keys: the init compiles about three times faster than threefry's.
+  variables = model.init(jax.random.key(seed, impl='rbg'),
+                         jnp.zeros((1, 192, 192, 3)))
   return model, variables, config
 
 
