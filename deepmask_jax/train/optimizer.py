@@ -57,6 +57,18 @@ def epoch_schedule(config):
       rates[0], {s: rates[i + 1] / rates[i] for i, s in enumerate(steps)})
 
 
+def _step_scaling(config) -> list:
+  """Momentum ('sgd', if config.momentum) or Adam's scaling ('adam')."""
+  if config.optimizer == 'adam':
+    return [optax.scale_by_adam()]
+  if config.optimizer != 'sgd':
+    raise ValueError(f"config.optimizer must be 'sgd' or 'adam', got "
+                     f'{config.optimizer!r}')
+  if config.momentum:
+    return [optax.trace(decay=config.momentum, nesterov=False)]
+  return []
+
+
 def sgd_or_adam(config) -> optax.GradientTransformation:
   """Per-group update direction (before the learning rate).
 
@@ -68,13 +80,7 @@ def sgd_or_adam(config) -> optax.GradientTransformation:
   parts = []
   if config.weight_decay:
     parts.append(optax.add_decayed_weights(config.weight_decay))
-  if config.optimizer == 'adam':
-    parts.append(optax.scale_by_adam())
-  elif config.optimizer != 'sgd':
-    raise ValueError(f"config.optimizer must be 'sgd' or 'adam', got "
-                     f'{config.optimizer!r}')
-  elif config.momentum:
-    parts.append(optax.trace(decay=config.momentum, nesterov=False))
+  parts += _step_scaling(config)
   # Plain SGD (SharpMask's recipe: no momentum, no decay) is the gradient
   # itself; optax.chain() of nothing is an error.
   return optax.chain(*parts) if parts else optax.identity()
@@ -145,12 +151,6 @@ def bias_aware_transform(config) -> optax.GradientTransformation:
   if solver.weight_decay_bias:
     parts.append(optax.masked(
         optax.add_decayed_weights(solver.weight_decay_bias), _is_bias))
-  if config.optimizer == 'adam':
-    parts.append(optax.scale_by_adam())
-  elif config.optimizer != 'sgd':
-    raise ValueError(f"config.optimizer must be 'sgd' or 'adam', got "
-                     f'{config.optimizer!r}')
-  elif config.momentum:
-    parts.append(optax.trace(decay=config.momentum, nesterov=False))
+  parts += _step_scaling(config)
   parts.append(optax.masked(optax.scale(solver.bias_lr_factor), _is_bias))
   return optax.chain(*parts)
