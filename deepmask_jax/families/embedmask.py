@@ -146,9 +146,14 @@ class EmbedMaskFamily(Family):
 
   def validator(self, config, model, parallel, source):
     split = source(config)
+    segmenter = None  # Built once, so its program compiles once per run.
 
     def validate(variables):
-      segmenter = InstanceSegmenter(model, jax.device_get(variables), config)
+      nonlocal segmenter
+      variables = jax.device_get(variables)
+      if segmenter is None:
+        segmenter = InstanceSegmenter(model, variables, config)
+      segmenter.variables = jax.device_put(variables)
       with tempfile.TemporaryDirectory() as out_dir:
         figures = evaluate_per_image(segmenter, split.json_path,
                                      split.image_dir, out_dir,
