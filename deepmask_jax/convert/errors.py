@@ -1,8 +1,10 @@
 """The one error the converter raises for a file it cannot convert."""
 
+from deepmask_jax.errors import InputError
 
-class ConversionError(ValueError):
-  """A `.t7` file that cannot be converted.
+
+class ConversionError(InputError):
+  """A weights file that cannot be converted.
 
   The message is one line that names the problem and, where there is one, the
   module's path in the file (Lua-style, 1-based: `trunk.modules[5]...`) and
