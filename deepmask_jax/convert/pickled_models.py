@@ -6,8 +6,8 @@
     EmbedMask (convert/embedmask.py);
   * a Detectron `.pkl` ({'blobs': {...}} or the blobs): the MSRA ResNet
     (stride in the 1x1 conv) -> {'params': {'trunk'}, 'constants': {'trunk'}}
-    for `config.trunk_init`; the ImageNet classifier (fc1000) and solver
-    momenta are dropped and counted.
+    for `config.trunk_init`; the ImageNet classifier (fc1000), the stem's
+    unused conv1_b and solver momenta are dropped and counted.
 """
 
 import numpy as np
@@ -41,7 +41,9 @@ COCO_CATEGORY_NAMES = (
     'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
     'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
     'hair drier', 'toothbrush')
-DROPPED_BLOBS = ('fc1000_w', 'fc1000_b')  # The ImageNet classifier.
+# The ImageNet classifier, and the stem conv's bias (about 1e-9 in the MSRA
+# files), which maskrcnn-benchmark's bias-free stem conv never loads.
+DROPPED_BLOBS = ('fc1000_w', 'fc1000_b', 'conv1_b')
 
 
 def _is_tensor_dict(obj) -> bool:

@@ -103,7 +103,8 @@ def embedmask_state(g: Geometry, seed: int, version: int = 3) -> dict:
 
 def caffe2_blobs(g: Geometry, seed: int) -> tuple:
   """(blobs, state): Detectron's R-50.pkl blobs (AffineChannel, plus the
-  fc1000 classifier) and the FrozenBN state dict (no prefix) they equal."""
+  fc1000 classifier and conv1_b) and the FrozenBN state dict (no prefix)
+  they equal."""
   rng = np.random.default_rng(seed)
   state = {k: np.asarray(v, np.float32) for k, v in
            body_state(g, rng, prefix='').items()}
@@ -118,6 +119,7 @@ def caffe2_blobs(g: Geometry, seed: int) -> tuple:
       blobs[f'{blob}_s'] = scale
       blobs[f'{blob}_b'] = (state[f'{module}.bias'] -
                             state[f'{module}.running_mean'] * scale)
+  blobs['conv1_b'] = rng.normal(0, 1e-9, g.stem)  # In MSRA files, unused.
   blobs['fc1000_w'] = rng.normal(size=(10, g.widths[-1] * g.expansion))
   blobs['fc1000_b'] = rng.normal(size=10)
   return {k: np.asarray(v, np.float32) for k, v in blobs.items()}, state

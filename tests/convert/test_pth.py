@@ -47,10 +47,11 @@ def _apply(config, variables, images_nchw):
       0, 2, 3, 1), jnp.float32))
 
 
-def embedmask_errors(conversion, state, images, version=3) -> dict:
+def embedmask_errors(conversion, state, images, version=3,
+                     geometry=GEOMETRY) -> dict:
   """Relative error of every output of the converted model."""
   ours = _apply(conversion.config, conversion.variables, images)
-  theirs = reference.embedmask_forward(state, images, GEOMETRY,
+  theirs = reference.embedmask_forward(state, images, geometry,
                                        version=version)
   errors = {name: relative_error(ours[name], _flat(theirs[name]))
             for name in ('cls_logits', 'box_regression', 'proposal_embedding',
@@ -189,7 +190,7 @@ def test_detectron_pkl_becomes_an_msra_trunk(tmp_path):
   pth_writer.write_detectron_pkl(path, blobs)
   conversion = convert(path, out)
   assert conversion.kind == 'resnet'
-  assert any('dropped 2 blobs: fc1000_b, fc1000_w' in n
+  assert any('dropped 3 blobs: conv1_b, fc1000_b, fc1000_w' in n
              for n in conversion.notes), conversion.notes
   config = conversion.config
   assert config.trunk.stride_in_1x1 and config.trunk.padding == 'zero'
