@@ -1,4 +1,8 @@
-"""From a `.t7` file to a model directory: detect, map, check, save.
+"""From a weights file to a model directory: detect, map, check, save.
+
+`convert` reads what the file's first bytes say it is: a `.t7` (below), a
+PyTorch `.pth` EmbedMask checkpoint or a Detectron `.pkl` ResNet
+(pickled_models.py: restricted unpickling, no torch).
 
 A file holds one of
   * an fb.resnet.torch ResNet (`nn.Sequential`): the trunk through layer4
@@ -27,6 +31,8 @@ import numpy as np
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.convert.deepmask import map_deepmask
 from deepmask_jax.convert.errors import ConversionError
+from deepmask_jax.convert.pickle_files import sniff
+from deepmask_jax.convert.pickled_models import read_pickled
 from deepmask_jax.convert.resnet import map_trunk
 from deepmask_jax.convert.sharpmask import map_sharpmask
 from deepmask_jax.convert.t7_file import load_t7
@@ -46,7 +52,8 @@ T7_CONFIG_FIELDS = (
 
 @dataclasses.dataclass
 class Conversion:
-  """What a file converts to: kind ('resnet', 'deepmask', 'sharpmask'),
+  """What a file converts to: kind ('resnet', 'deepmask', 'sharpmask',
+  'embedmask'),
   variables {'params', 'constants'} of float32 numpy arrays, the config,
   and lines describing what was read."""
   kind: str
@@ -164,6 +171,9 @@ def _check_against_model(variables: dict, config, kind: str) -> None:
                    expansion=config.trunk.expansion)
     side = 64  # Any side works: only the shapes of the variables matter.
     variables = {c: tree['trunk'] for c, tree in variables.items()}
+  elif kind == 'embedmask':
+    module = build_model(config)
+    side = 128  # P3..P7 of any side >= 128 give the shapes.
   else:
     module = build_model(config)
     side = patch_side(config)
@@ -201,15 +211,34 @@ def _map(root: Node) -> Conversion:
   return Conversion(kind, variables, config, notes)
 
 
-def convert_t7(path: str, out_dir: str) -> Conversion:
+def read_weights(path: str) -> Conversion:
+  """Reads and maps a `.t7`, `.pth` or `.pkl` file (by content), writing
+  nothing."""
+  if sniff(path) == 't7':
+    return read_t7(path)
+  kind, variables, config, notes = read_pickled(path)
+  variables = jax.tree.map(lambda a: np.asarray(a, np.float32), variables)
+  try:
+    _check_against_model(variables, config, kind)
+  except ConversionError as e:
+    raise ConversionError(f'{path}: {e}') from None
+  return Conversion(kind, variables, config, notes)
+
+
+def convert(path: str, out_dir: str, read=read_weights) -> Conversion:
   """Converts `path` and writes the model directory `out_dir` (must not exist).
 
-  Raises ConversionError (one line: problem and module path) for a file it
+  Raises ConversionError (one line: the problem and where) for a file it
   cannot convert, FileExistsError if `out_dir` exists; in both cases nothing
   is written.
   """
   if os.path.exists(out_dir):  # Fail before the (longer) reading.
     raise FileExistsError(f'{out_dir} already exists; choose a new --out')
-  conversion = read_t7(path)
+  conversion = read(path)
   save_model(out_dir, conversion.variables, conversion.config)
   return conversion
+
+
+def convert_t7(path: str, out_dir: str) -> Conversion:
+  """`convert` for a `.t7` file only."""
+  return convert(path, out_dir, read=read_t7)

@@ -13,6 +13,8 @@ from deepmask_jax.convert import read_t7
 from deepmask_jax.convert.__main__ import run
 from deepmask_jax.models.store import load_model
 
+from . import embedmask_reference
+from . import pth_writer
 from . import torch_trees as trees
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -89,7 +91,7 @@ def test_not_a_torch7_file(tmp_path):
   path.write_bytes(b'\xff\xd8\xff\xe0\x00\x10JFIF\x00' + bytes(100))
   stderr = io.StringIO()
   assert run(str(path), str(tmp_path / 'out'), stderr=stderr) == 1
-  assert 'not a binary Torch7 file' in stderr.getvalue()
+  assert 'not a .t7, PyTorch .pth or Detectron .pkl file' in stderr.getvalue()
   assert not (tmp_path / 'out').exists()
 
 
@@ -117,3 +119,27 @@ def test_conversion_imports_no_tensorflow():
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, check=False,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
   assert result.returncode == 0
+
+
+def test_input_flag_detects_a_detectron_pkl(tmp_path):
+  """--input (test_command_writes_a_model_directory uses its alias --t7)."""
+  blobs, _ = embedmask_reference.caffe2_blobs(embedmask_reference.Geometry(),
+                                              seed=0)
+  path = tmp_path / 'weights.bin'  # The content decides, not the name.
+  pth_writer.write_detectron_pkl(path, blobs)
+  out = tmp_path / 'msra'
+  result = _command('--input', str(path), '--out', str(out))
+  assert result.returncode == 0, result.stderr
+  assert 'resnet model' in result.stdout and 'stride in the 1x1' in result.stdout
+  _, config = load_model(str(out))
+  assert config.trunk.stride_in_1x1
+
+
+def test_inspect_lists_the_tensors_of_a_pth(tmp_path):
+  path = tmp_path / 'model.pth'
+  pth_writer.write_legacy(path, {'model': {'module.a.weight': np.ones(
+      (2, 3), np.float32)}, 'iteration': 7})
+  stdout = io.StringIO()
+  assert run(str(path), None, inspect=True, stdout=stdout) == 0
+  assert stdout.getvalue().splitlines() == ['model.module.a.weight float32[2, 3]',
+                                            'iteration int']
