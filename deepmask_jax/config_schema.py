@@ -52,6 +52,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Optional trunk initialisation: an orbax checkpoint written by
   # `python -m deepmask_jax.convert` from fb.resnet.torch `resnet-50.t7`.
   config.trunk_init = ''
+  # Optional fine-tuning start: every variable that fits is read from a model
+  # directory (e.g. a released EmbedMask `.pth` converted by
+  # `python -m deepmask_jax.convert`) or a training workdir's best checkpoint;
+  # the rest (say, class logits for another number of classes) stay fresh and
+  # are named in the log. Applied after trunk_init.
+  config.init_from = ''
 
   # DeepMask heads.
   config.head = ml_collections.ConfigDict()

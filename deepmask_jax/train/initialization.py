@@ -9,10 +9,15 @@ trunk through layer3) are left out; the model's own padding applies (DeepMask
 pads symmetrically whatever the file did).
 """
 
+import os
+
+from absl import logging
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
-from deepmask_jax.models.store import load_model
+from deepmask_jax.errors import InputError
+from deepmask_jax.models import store
 
 
 def fresh_variables(model, seed: int, input_shape, impl: str = 'rbg') -> dict:
@@ -35,17 +40,60 @@ def with_pretrained_trunk(variables: dict, config) -> dict:
   """
   if not config.trunk_init:
     return variables
-  trunk_vars, file_config = load_model(config.trunk_init)
-  ours = bool(config.trunk.get('stride_in_1x1', False))
-  theirs = bool(file_config.trunk.get('stride_in_1x1', False))
-  if ours != theirs:
-    raise ValueError(
-        f'{config.trunk_init}: its trunk has stride_in_1x1={theirs} but '
-        f'config.trunk.stride_in_1x1={ours}; set '
-        f'--config.trunk.stride_in_1x1={theirs}')
+  trunk_vars, file_config = store.load_model(config.trunk_init)
+  _check_stride_position(config, file_config, config.trunk_init)
   source = {c: _layers_of(tree['trunk'], variables[c]['trunk'])
             for c, tree in trunk_vars.items() if c in variables}
   return replace_subtree(variables, 'trunk', source, config.trunk_init)
+
+
+def with_pretrained_model(variables: dict, config) -> dict:
+  """`variables` with every variable that fits read from config.init_from.
+
+  config.init_from is a model directory (from the converter) or a training
+  workdir (its best checkpoint). A variable is taken when the file has one at
+  the same path with the same shape; the others keep their fresh values and
+  are named in the log, so a model fine-tuned on another set of classes
+  starts all but its class logits from the file.
+  """
+  path = config.get('init_from', '')
+  if not path:
+    return variables
+  if os.path.isdir(os.path.join(path, store.TRAIN_CHECKPOINTS)):
+    source, file_config = store.load_training_checkpoint(path)
+  else:
+    source, file_config = store.load_model(path)
+  if file_config.model != config.model:
+    raise InputError(f'{path}: holds a {file_config.model} model, but '
+                     f'config.model is {config.model}')
+  _check_stride_position(config, file_config, path)
+  ours = traverse_util.flatten_dict(variables)
+  theirs = traverse_util.flatten_dict(source)
+  fresh = [key for key, value in ours.items()
+           if key not in theirs or jnp.shape(theirs[key]) != jnp.shape(value)]
+  if len(fresh) == len(ours):
+    raise InputError(f'{path}: none of its variables fits this model; check '
+                     f'config.trunk and the model settings against the file')
+  if fresh:
+    logging.warning('%s: %d of %d variables do not fit and keep their fresh '
+                    'values: %s', path, len(fresh), len(ours),
+                    ', '.join('/'.join(key) for key in fresh[:8])
+                    + (' ...' if len(fresh) > 8 else ''))
+  merged = {key: value if key in fresh else jnp.asarray(theirs[key])
+            for key, value in ours.items()}
+  return traverse_util.unflatten_dict(merged)
+
+
+def _check_stride_position(config, file_config, path: str) -> None:
+  """The file's trunk must put its stride where ours does: it changes the
+  function but no shape."""
+  ours = bool(config.trunk.get('stride_in_1x1', False))
+  theirs = bool(file_config.trunk.get('stride_in_1x1', False))
+  if ours != theirs:
+    raise InputError(
+        f'{path}: its trunk has stride_in_1x1={theirs} but '
+        f'config.trunk.stride_in_1x1={ours}; set '
+        f'--config.trunk.stride_in_1x1={theirs}')
 
 
 def _layers_of(source: dict, model_trunk: dict) -> dict:

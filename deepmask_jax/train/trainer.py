@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from deepmask_jax.train.checkpointing import Checkpoints
+from deepmask_jax.train.initialization import with_pretrained_model
 from deepmask_jax.train.metric_writer import MetricWriter
 from deepmask_jax.train.parallel import DataParallel, check_batch_divisible
 from deepmask_jax.train.train_step import create_train_state, make_step_fns
@@ -58,7 +59,8 @@ def _check_and_log(pending: list, writer: MetricWriter, checkpoints) -> None:
 def setup(config, family, devices=None):
   """(model, DataParallel over `devices`, fresh TrainState) of a resolved config."""
   model = family.build_model(config)
-  variables = family.init_variables(config, model)
+  variables = with_pretrained_model(family.init_variables(config, model),
+                                    config)
   optimization = family.optimization(config, variables['params'])
   loss_fns = {head: family.loss_fn(config, model, head)
               for head in optimization.heads}

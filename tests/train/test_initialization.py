@@ -86,3 +86,44 @@ def test_sharpmask_takes_architecture_and_weights_from_its_deepmask(tmp_path):
 def test_sharpmask_without_deepmask_checkpoint_says_what_to_set():
   with pytest.raises(ValueError, match='deepmask_checkpoint'):
     resolve_config(tiny_config(model='sharpmask'))
+
+
+def _embedmask_with_classes(num_classes: int):
+  from tests.families.test_embedmask import tiny_embedmask_config  # pylint: disable=g-import-not-at-top
+  return tiny_embedmask_config(**{
+      'embedmask.num_classes': num_classes,
+      'embedmask.category_ids': tuple(range(1, num_classes + 1)),
+      'embedmask.category_names': tuple('abcd'[:num_classes])})
+
+
+def test_init_from_refits_only_the_class_logits_for_other_classes(tmp_path):
+  from deepmask_jax.train.trainer import setup  # pylint: disable=g-import-not-at-top
+  released = _embedmask_with_classes(3)
+  family = get_family('embedmask')
+  source = jax.tree.map(
+      lambda x: np.asarray(x) + 0.25,
+      family.init_variables(released, family.build_model(released)))
+  save_model(str(tmp_path / 'released'), source, released)
+  config = _embedmask_with_classes(2)
+  config.init_from = str(tmp_path / 'released')
+  _, _, state = setup(config, family, jax.devices()[:1])
+  flat_source = dict(jax.tree_util.tree_leaves_with_path(source['params']))
+  refit = []
+  for path, value in jax.tree_util.tree_leaves_with_path(state.params):
+    if np.shape(value) == np.shape(flat_source[path]):
+      np.testing.assert_array_equal(value, flat_source[path])
+    else:
+      refit.append(jax.tree_util.keystr(path))
+  assert refit and all('cls_logits' in name for name in refit)
+
+
+def test_init_from_another_family_is_refused(tmp_path):
+  config = tiny_config()
+  model = build_model(config)
+  save_model(str(tmp_path / 'deepmask'), initial_variables(config, model),
+             config)
+  from deepmask_jax.train.initialization import with_pretrained_model  # pylint: disable=g-import-not-at-top
+  embedmask = _embedmask_with_classes(3)
+  embedmask.init_from = str(tmp_path / 'deepmask')
+  with pytest.raises(ValueError, match='holds a deepmask model'):
+    with_pretrained_model({'params': {}}, embedmask)
