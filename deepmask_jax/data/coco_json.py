@@ -1,19 +1,30 @@
 """Reads and validates a COCO instances json (COCO 2014/2017 or a user's own).
 
 No TensorFlow here: the evaluation and inference code may import this module.
+Every path that reads a COCO json goes through `load_instances`: the TFDS
+build for training, per-image evaluation (which scores exactly the records
+kept here, `coco_dataset`) and per-patch evaluation.
 
-`load_instances` turns the json into `ImageRecord`s, drops or skips bad
-records (each counted in a `LoadReport`), and raises `ValueError` naming the
-file and the record when the json itself is malformed. `read_image` checks an
-image file against its record and returns JPEG bytes ready to store, and
-`rasterize` turns a segmentation into a full-image binary mask with pycocotools
-(the `COCO.annToMask` logic).
+Rules. A json that cannot be used raises `DataError` naming the file and the
+record or position: invalid JSON, wrong top-level types, missing or ill-typed
+keys (strings or booleans where numbers or ids belong, NaN ids), image or
+category records that are wrong (size, duplicate id), no annotations at all,
+or none left after cleaning. An annotation whose values are wrong but
+well-typed is dropped, named and counted in the `LoadReport`
+(coco_report.py): unknown image or category, NaN or infinite numbers in its
+box, area or polygons, zero-area, negative or out-of-image boxes, odd-length
+or too-short polygon parts, RLE sizes that differ from the image's (swapped
+included) or counts that do not cover it, empty masks, duplicate ids.
+`read_image` checks an image file against its record and returns JPEG bytes
+ready to store, and `rasterize` turns a segmentation into a full-image binary
+mask with pycocotools (the `COCO.annToMask` logic).
 """
 
 import collections
 import dataclasses
 import io
 import json
+import math
 import os
 from typing import Any
 
@@ -21,24 +32,14 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-# Reasons a record is dropped, skipped or changed (keys of LoadReport.counts).
-POLYGON_TOO_FEW_POINTS = 'polygon part with fewer than 3 points dropped'
-NO_VALID_POLYGON = 'annotation skipped: no polygon part left'
-BAD_BOX = 'annotation skipped: zero-area or negative box'
-BAD_RLE_SIZE = 'annotation skipped: RLE size differs from the image size'
-EMPTY_MASK = 'annotation skipped: mask has no pixels'
-UNKNOWN_IMAGE = 'annotation skipped: unknown image id'
-UNKNOWN_CATEGORY = 'annotation skipped: unknown category id'
-DUPLICATE_ANNOTATION = 'annotation skipped: duplicate annotation id'
-IMAGE_WITHOUT_OBJECTS = 'image without objects (kept)'
-CATEGORY_WITHOUT_OBJECTS = 'category without objects'
-MISSING_FILE = 'image skipped: file missing'
-UNREADABLE_FILE = 'image skipped: unreadable (truncated or not an image)'
-SIZE_MISMATCH = 'image skipped: file size differs from the json'
-CONVERTED = 'image re-encoded to baseline RGB JPEG'
+from deepmask_jax.data.coco_report import (  # Re-exported: one place for reasons.
+    BAD_AREA, BAD_BOX, BAD_RLE_COUNTS, BAD_RLE_SIZE, BOX_OUTSIDE_IMAGE,
+    CATEGORY_WITHOUT_OBJECTS, CONVERTED, DUPLICATE_ANNOTATION, EMPTY_MASK,
+    IMAGE_WITHOUT_OBJECTS, MISSING_FILE, NO_VALID_POLYGON, NOT_FINITE,
+    POLYGON_ODD_COORDINATES, POLYGON_TOO_FEW_POINTS, SIZE_MISMATCH,
+    UNKNOWN_CATEGORY, UNKNOWN_IMAGE, UNREADABLE_FILE, LoadReport)
+from deepmask_jax.errors import DataError
 
-# How many file names / ids the summary lists per reason.
-_SUMMARY_EXAMPLES = 5
 _JPEG_QUALITY = 95
 
 
@@ -64,42 +65,12 @@ class ImageRecord:
   objects: list[ObjectRecord] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass
-class LoadReport:
-  """Per-reason counts of dropped, skipped or changed records, with examples.
-
-  `items[reason]` lists the file names or annotation ids concerned (with a
-  short detail), so a user can find them in the json.
-  """
-  source: str = ''
-  counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-  items: dict[str, list[str]] = dataclasses.field(
-      default_factory=lambda: collections.defaultdict(list))
-
-  def add(self, reason: str, item: str) -> None:
-    self.counts[reason] += 1
-    self.items[reason].append(item)
-
-  def summary(self) -> str:
-    """A readable multi-line text: one line per reason, a few examples each."""
-    header = f'{self.source}: ' if self.source else ''
-    if not self.counts:
-      return f'{header}all records valid.'
-    lines = [f'{header}{sum(self.counts.values())} records dropped, skipped or changed:']
-    for reason in sorted(self.counts):
-      examples = self.items[reason][:_SUMMARY_EXAMPLES]
-      more = self.counts[reason] - len(examples)
-      suffix = f', ... ({more} more)' if more > 0 else ''
-      lines.append(f'  {self.counts[reason]:6d}  {reason}: {", ".join(examples)}{suffix}')
-    return '\n'.join(lines)
-
-
 # ----------------------------------------------------------------------------
 # Json structure checks: a malformed json fails at once, naming the record.
 
 
 def _fail(where: str, message: str):
-  raise ValueError(f'{where}: {message}')
+  raise DataError(f'{where}: {message}')
 
 
 def _record_name(file_label, section, index, record):
@@ -112,15 +83,19 @@ def _is_number(value):
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_int(value):
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _require(record, key, kind, where):
-  """Returns record[key], raising ValueError if it is missing or ill-typed."""
+  """Returns record[key], raising DataError if it is missing or ill-typed."""
   if not isinstance(record, dict):
     _fail(where, f'expected an object, got {type(record).__name__}')
   if key not in record:
     _fail(where, f"'{key}' missing")
   value = record[key]
   if kind == 'int':
-    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = _is_int(value)
   elif kind == 'number':
     ok = _is_number(value)
   elif kind == 'str':
@@ -142,8 +117,14 @@ def _is_polygon_list(value):
 
 
 def _is_rle(value):
-  return (isinstance(value, dict) and isinstance(value.get('counts'), (str, list))
-          and isinstance(value.get('size'), list) and len(value['size']) == 2)
+  if not isinstance(value, dict):
+    return False
+  counts, size = value.get('counts'), value.get('size')
+  counts_ok = (isinstance(counts, str) and counts.isascii()) or (
+      isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts))
+  size_ok = (isinstance(size, list) and len(size) == 2
+             and all(_is_int(s) and s > 0 for s in size))
+  return counts_ok and size_ok
 
 
 def _read_json(json_path):
@@ -151,14 +132,23 @@ def _read_json(json_path):
   try:
     with open(json_path, 'rb') as f:
       data = json.load(f)
+  except FileNotFoundError as e:
+    raise DataError(f'{json_path}: file not found') from e
   except json.JSONDecodeError as e:
-    raise ValueError(f'{label}: invalid JSON at line {e.lineno} column {e.colno}: '
-                     f'{e.msg}') from e
+    raise DataError(f'{label}: invalid JSON at line {e.lineno} column {e.colno} '
+                    f'(character {e.pos}): {e.msg}') from e
+  except UnicodeDecodeError as e:
+    raise DataError(f'{label}: not UTF-8 text (byte {e.start})') from e
   if not isinstance(data, dict):
-    _fail(label, 'top level must be an object with images/annotations/categories')
+    _fail(label, 'top level must be an object with images/annotations/categories, '
+          f'got {type(data).__name__}')
   for section in ('images', 'annotations', 'categories'):
-    if not isinstance(data.get(section), list):
-      _fail(label, f"'{section}' missing or not a list")
+    if section not in data:
+      _fail(label, f"'{section}' missing")
+    if not isinstance(data[section], list):
+      _fail(label, f"'{section}' must be a list, got {type(data[section]).__name__}")
+  if not data['annotations']:
+    _fail(label, "no annotations ('annotations' is empty)")
   return data
 
 
@@ -193,20 +183,26 @@ def _parse_images(data, label, image_dir):
 
 
 # ----------------------------------------------------------------------------
-# Annotation cleaning: bad records are dropped or skipped and reported.
+# Annotation cleaning: bad records are dropped and reported.
+
+
+def _all_finite(values):
+  return all(math.isfinite(v) for v in values)
 
 
 def _clean_polygons(polygons, report, item):
-  """Drops polygon parts with fewer than 3 points (or an odd coordinate count).
+  """Drops polygon parts with an odd coordinate count or fewer than 3 points.
 
   Such parts also trip pycocotools: a 4-number part is read as a box.
   """
   kept = []
   for part in polygons:
-    if len(part) >= 6 and len(part) % 2 == 0:
-      kept.append([float(v) for v in part])
-    else:
+    if len(part) % 2:
+      report.add(POLYGON_ODD_COORDINATES, f'{item} ({len(part)} coordinates)')
+    elif len(part) < 6:
       report.add(POLYGON_TOO_FEW_POINTS, f'{item} ({len(part) // 2} points)')
+    else:
+      kept.append([float(v) for v in part])
   return kept
 
 
@@ -214,46 +210,81 @@ def _segmentation_area(segmentation, height, width):
   return float(mask_utils.area(_to_rle(segmentation, height, width)))
 
 
+def _box_defect(bbox, image):
+  """(reason, detail) of a box that cannot be used, or None."""
+  x, y, w, h = bbox
+  if not _all_finite(bbox):
+    return NOT_FINITE, f'bbox {bbox}'
+  if w <= 0 or h <= 0:
+    return BAD_BOX, f'w={w}, h={h}'
+  if x >= image.width or y >= image.height or x + w <= 0 or y + h <= 0:
+    return BOX_OUTSIDE_IMAGE, f'bbox {bbox}, image {image.width}x{image.height}'
+  return None
+
+
+def _rle_defect(rle, image):
+  """(reason, detail) of an RLE that does not fit its image, or None."""
+  expected = [image.height, image.width]
+  size = list(rle['size'])
+  if size != expected:
+    swapped = ': height and width swapped' if size == expected[::-1] else ''
+    return BAD_RLE_SIZE, f'size {size}, image [height, width] {expected}{swapped}'
+  if isinstance(rle['counts'], list) and sum(rle['counts']) != image.height * image.width:
+    return BAD_RLE_COUNTS, (f"counts sum to {sum(rle['counts'])}, image has "
+                            f'{image.height * image.width} pixels')
+  return None
+
+
+def _segmentation_defect(segmentation, image, report, item):
+  """(cleaned segmentation, None) or (None, (reason, detail)) if unusable."""
+  if isinstance(segmentation, list):
+    if not all(_all_finite(part) for part in segmentation):
+      return None, (NOT_FINITE, 'segmentation')
+    segmentation = _clean_polygons(segmentation, report, item)
+    return (segmentation, None) if segmentation else (None, (NO_VALID_POLYGON, ''))
+  defect = _rle_defect(segmentation, image)
+  return (None, defect) if defect else (segmentation, None)
+
+
 def _parse_annotation(record, where, images, label_of, report):
-  """Returns (image_id, ObjectRecord) or None when the annotation is skipped."""
+  """Returns (image_id, ObjectRecord) or None when the annotation is dropped."""
   ann_id = _require(record, 'id', 'int', where)
   image_id = _require(record, 'image_id', 'int', where)
   category_id = _require(record, 'category_id', 'int', where)
   bbox = _require(record, 'bbox', 'bbox', where)
   segmentation = _require(record, 'segmentation', 'segmentation', where)
+  area = _require(record, 'area', 'number', where) if 'area' in record else None
   iscrowd = record.get('iscrowd', 0)
-  if iscrowd not in (0, 1, True, False):
+  if iscrowd not in (0, 1) or isinstance(iscrowd, float):
     _fail(where, f"'iscrowd' must be 0 or 1, got {iscrowd!r}")
   item = f'annotation {ann_id}'
+
+  def drop(reason, detail=''):
+    report.add(reason, f'{item} ({detail})' if detail else item)
+
   if image_id not in images:
-    report.add(UNKNOWN_IMAGE, f'{item} (image {image_id})')
-    return None
+    return drop(UNKNOWN_IMAGE, f'image {image_id}')
   if category_id not in label_of:
-    report.add(UNKNOWN_CATEGORY, f'{item} (category {category_id})')
-    return None
-  if bbox[2] <= 0 or bbox[3] <= 0:
-    report.add(BAD_BOX, f'{item} (w={bbox[2]}, h={bbox[3]})')
-    return None
+    return drop(UNKNOWN_CATEGORY, f'category {category_id}')
   image = images[image_id]
-  if isinstance(segmentation, list):
-    segmentation = _clean_polygons(segmentation, report, item)
-    if not segmentation:
-      report.add(NO_VALID_POLYGON, item)
-      return None
-  elif list(segmentation['size']) != [image.height, image.width]:
-    report.add(BAD_RLE_SIZE, f"{item} ({segmentation['size']} vs "
-               f'{[image.height, image.width]})')
-    return None
+  defect = _box_defect(bbox, image)
+  if defect is None and area is not None and not math.isfinite(area):
+    defect = NOT_FINITE, f'area {area}'
+  if defect is None and area is not None and area < 0:
+    defect = BAD_AREA, f'area {area}'
+  if defect is None:
+    segmentation, defect = _segmentation_defect(segmentation, image, report, item)
+  if defect is not None:
+    return drop(*defect)
   mask_area = _segmentation_area(segmentation, image.height, image.width)
   if mask_area == 0:
-    report.add(EMPTY_MASK, item)
-    return None
+    return drop(EMPTY_MASK)
   # COCO's own 'area' is kept when present (COCOeval's area ranges read it).
-  area = float(_require(record, 'area', 'number', where)) if 'area' in record else mask_area
-  return image_id, ObjectRecord(id=ann_id, category_id=category_id,
-                                label=label_of[category_id],
-                                bbox=tuple(float(v) for v in bbox), area=area,
-                                iscrowd=bool(iscrowd), segmentation=segmentation)
+  return image_id, ObjectRecord(
+      id=ann_id, category_id=category_id, label=label_of[category_id],
+      bbox=tuple(float(v) for v in bbox),
+      area=mask_area if area is None else float(area),
+      iscrowd=bool(iscrowd), segmentation=segmentation)
 
 
 def load_instances(json_path, image_dir):
@@ -266,12 +297,12 @@ def load_instances(json_path, image_dir):
   Returns:
     (images, categories, report): ImageRecords in json order (images without
     objects included), the categories sorted by id ({'id', 'name'}), and the
-    LoadReport of what was dropped or skipped. Image files are not opened here
-    (see `read_image`).
+    LoadReport of what was dropped. Image files are not opened here (see
+    `read_image`).
 
   Raises:
-    FileNotFoundError: the json is missing.
-    ValueError: the json is malformed; the message names the file and record.
+    DataError: the json is missing or cannot be used; the message names the
+      file and the record or position.
   """
   label = os.path.basename(json_path)
   data = _read_json(json_path)
@@ -291,8 +322,17 @@ def load_instances(json_path, image_dir):
       continue
     seen_ids.add(obj.id)
     images[image_id].objects.append(obj)
+  if not seen_ids:
+    raise DataError(f"{label}: none of its {len(data['annotations'])} annotations "
+                    f'is usable ({report.headline()}; first: '
+                    f'{_first_item(report)})')
   _report_empty(images.values(), categories, report)
   return list(images.values()), categories, report
+
+
+def _first_item(report):
+  reason = next(iter(report.counts))
+  return f'{reason}: {report.items[reason][0]}'
 
 
 def _report_empty(images, categories, report):

@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from deepmask_jax.evaluation.ground_truth import coverage_line
+
 MAX_DETS = (10, 100, 1000)
 # (figure name, index in COCOeval.stats).
 METRICS = (('AR@10', 6), ('AR@100', 7), ('AR@1000', 8),
@@ -93,7 +95,8 @@ def average_recall(coco_gt: COCO, results: list[dict], iou_type: str,
 def format_table(figures: dict,
                  metric_groups: Sequence[Sequence[str]] = (AR_NAMES,)) -> str:
   """A text table: per group of metrics, a header and one row per IoU type."""
-  lines = [f'images evaluated: {figures["num_images"]}']
+  lines = ([coverage_line(figures)] if 'images_scored' in figures
+           else [f'images evaluated: {figures["num_images"]}'])
   for names in metric_groups:
     lines.append(f'{"":6}' + ''.join(f'{name:>16}' for name in names))
     for iou_type in IOU_TYPES:
@@ -111,9 +114,6 @@ def report(figures: dict, out_path: Optional[str] = None,
   """Prints the figures as a table and writes them as JSON to `out_path`."""
   if verbose:
     print(format_table(figures, metric_groups))
-    if figures.get('failed_images'):
-      print(f'unreadable images (evaluated with no proposals): '
-            f'{figures["failed_images"]}')
   if out_path:
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, 'w') as f:

@@ -1,28 +1,33 @@
 """Per-image evaluation on a COCO-format split (evalPerImage + AR, or AP).
 
-Reads the split with pycocotools and PIL (no TensorFlow), runs a predictor
+Reads the split with data/coco_json.py and PIL (no TensorFlow), runs a predictor
 on each image in ascending id order (the reference takes the first 5000 val
 ids so), writes its results as COCO results JSON and scores them with
 COCOeval: class-agnostic proposals (`ProposalGenerator`) by AR
 (coco_proposals.py), class-aware detections (`InstanceSegmenter`,
 `class_aware = True`) by AP with categories plus the same AR
 (coco_instances.py), so every family is compared on one table.
+The ground truth is checked first (ground_truth.py, the training data's
+rules); images that cannot be read are left out of the scoring and named.
 Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
 proposal_metrics.json.
 """
 
-import contextlib
-import io
 import os
 import time
-from typing import Optional
+from typing import Optional, Union
 
-from pycocotools.coco import COCO
+import numpy as np
 from tqdm import tqdm
 
+from deepmask_jax.data import coco_json
+from deepmask_jax.data.coco_report import LoadReport
+from deepmask_jax.errors import DataError
 from deepmask_jax.evaluation.coco_instances import (evaluate_instances,
                                                     report_instances)
 from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
+from deepmask_jax.evaluation.ground_truth import (GroundTruth, coverage,
+                                                  load_ground_truth)
 from deepmask_jax.evaluation.results_json import (bbox_results,
                                                   proposal_category_id,
                                                   segm_results, write_results)
@@ -33,46 +38,68 @@ BBOX_FILE = 'proposals_bbox.json'
 METRICS_FILE = 'proposal_metrics.json'
 
 
-def evaluate_per_image(generator, json_path: str, image_dir: str,
-                       out_dir: str, max_images: Optional[int] = None,
+def read_scored_image(record: coco_json.ImageRecord,
+                      left_out: LoadReport) -> Optional[np.ndarray]:
+  """[H, W, 3] uint8 RGB of an image to score, or None (named in `left_out`).
+
+  Missing files, unreadable files and files of another size than the json
+  says are left out with the training data's reasons (coco_json.read_image).
+  """
+  try:
+    image = read_image(record.path)
+  except FileNotFoundError:
+    left_out.add(coco_json.MISSING_FILE, record.file_name)
+    return None
+  except (OSError, EOFError, SyntaxError, ValueError) as error:
+    left_out.add(coco_json.UNREADABLE_FILE, f'{record.file_name} ({error})')
+    return None
+  if image.shape[:2] != (record.height, record.width):
+    left_out.add(coco_json.SIZE_MISMATCH,
+                 f'{record.file_name} (file {image.shape[1]}x{image.shape[0]}, '
+                 f'json {record.width}x{record.height})')
+    return None
+  return image
+
+
+def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
+                       image_dir: Optional[str], out_dir: str,
+                       max_images: Optional[int] = None,
                        verbose: bool = True) -> dict:
-  """Proposals for a COCO split and their AR.
+  """Proposals for a COCO split and their AR (and AP for class-aware models).
 
   Args:
     generator: a `ProposalGenerator` or `InstanceSegmenter` (inference/).
-    json_path: COCO instances JSON of the split.
-    image_dir: folder of its images.
+    ground_truth: a GroundTruth (load_ground_truth), or the path of the
+      split's COCO instances json, checked here before any image is read.
+    image_dir: folder of its images (with a json path; else None is fine).
     out_dir: where the results and metrics JSON go.
     max_images: evaluate only the first this many image ids (ascending).
     verbose: show a progress bar, print the table.
   Returns:
-    The `evaluate_proposals` figures plus 'failed_images' (file names that
-    could not be read: they stay in the evaluation with no proposals),
-    'compilations' and 'seconds_per_image'.
+    The `evaluate_proposals` (or `evaluate_instances`) figures on the images
+    scored, the `ground_truth.coverage` figures (images and objects scored,
+    images left out: unreadable images are not scored, and why; what the
+    json checks dropped), 'compilations' and 'seconds_per_image'.
+  Raises:
+    DataError: the json cannot be used (before any image is evaluated), or
+      no image could be read.
   """
-  with contextlib.redirect_stdout(io.StringIO()):
-    coco = COCO(json_path)
+  if isinstance(ground_truth, str):
+    ground_truth = load_ground_truth(ground_truth, image_dir, verbose=verbose)
+  coco = ground_truth.coco
   image_ids = sorted(coco.getImgIds())
   if max_images is not None:
     image_ids = image_ids[:max_images]
   if not image_ids:
-    raise ValueError(f'{json_path} lists no images')
+    raise DataError(f'{ground_truth.json_path} lists no images')
   category_id = proposal_category_id(coco)
-  segm, bbox, failed = [], [], []
+  segm, bbox, scored, left_out = [], [], [], LoadReport()
   start = time.perf_counter()
   for image_id in tqdm(image_ids, desc='images', disable=not verbose):
-    info = coco.loadImgs(image_id)[0]
-    try:
-      image = read_image(os.path.join(image_dir, info['file_name']))
-    except OSError as error:
-      print(f'cannot read {info["file_name"]}: {error}; it is evaluated '
-            'with no proposals')
-      failed.append(info['file_name'])
+    image = read_scored_image(ground_truth.image(image_id), left_out)
+    if image is None:
       continue
-    if image.shape[:2] != (info['height'], info['width']):
-      raise ValueError(
-          f'{info["file_name"]} is {image.shape[1]}x{image.shape[0]} but the '
-          f'annotations say {info["width"]}x{info["height"]}')
+    scored.append(image_id)
     proposals = generator.propose_encoded([image])[0]
     categories = (category_id if proposals.category_ids is None
                   else proposals.category_ids)
@@ -81,14 +108,18 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
                          categories)
   seconds = time.perf_counter() - start
+  if not scored:
+    raise DataError(f'{ground_truth.json_path}: none of its {len(image_ids)} '
+                    f'images could be read ({left_out.headline()}; first: '
+                    f'{next(iter(left_out.items.values()))[0]})')
   write_results(os.path.join(out_dir, SEGM_FILE), segm)
   write_results(os.path.join(out_dir, BBOX_FILE), bbox)
   if generator.class_aware:
-    figures, report_fn = (evaluate_instances(coco, segm, bbox, image_ids),
+    figures, report_fn = (evaluate_instances(coco, segm, bbox, scored),
                           report_instances)
   else:
-    figures, report_fn = evaluate_proposals(coco, segm, bbox, image_ids), report
-  figures.update(failed_images=failed,
+    figures, report_fn = evaluate_proposals(coco, segm, bbox, scored), report
+  figures.update(coverage(ground_truth, scored, left_out),
                  compilations=generator.compilations,
                  seconds_per_image=seconds / len(image_ids))
   report_fn(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)

@@ -13,6 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepmask_jax.data import coco_json
+from deepmask_jax.data.coco_report import LoadReport
+from deepmask_jax.evaluation.ground_truth import GroundTruth, coverage
+
 
 def patch_ious(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """IoU per patch of (logits > 0) against (labels > 0).
@@ -64,3 +68,31 @@ class PerPatchEvaluator:
       raise ValueError('per-patch evaluation got no batches')
     ious = np.concatenate([np.asarray(jax.device_get(x)) for x in collected])
     return summarize(ious)
+
+
+def split_coverage(ground_truth: GroundTruth, built_image_ids) -> dict:
+  """What per-patch evaluation scored: the images of the TFDS split.
+
+  The TFDS build left out the images it could not read (as per-image
+  evaluation does); they are named here with the reason, found by reading
+  only those files again. Images that read fine but are not in the split
+  come from a build of an older json ('images_not_in_tfds').
+
+  Args:
+    ground_truth: the checked val json (ground_truth.load_ground_truth).
+    built_image_ids: image ids of the TFDS val split (its ObjectIndex).
+  """
+  built = {int(i) for i in np.asarray(built_image_ids).reshape(-1)}
+  left_out, not_built = LoadReport(), []
+  for image in ground_truth.images:
+    if image.id in built:
+      continue
+    found = LoadReport()
+    if coco_json.read_image(image, found) is None:
+      for reason, items in found.items.items():
+        for item in items:
+          left_out.add(reason, item)
+    else:
+      not_built.append(image.file_name)
+  scored = [image.id for image in ground_truth.images if image.id in built]
+  return coverage(ground_truth, scored, left_out, not_built)

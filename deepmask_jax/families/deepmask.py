@@ -13,8 +13,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from deepmask_jax.evaluation.ground_truth import (coverage_line,
+                                                  load_ground_truth)
 from deepmask_jax.evaluation.per_image import evaluate_per_image
-from deepmask_jax.evaluation.per_patch import PerPatchEvaluator
+from deepmask_jax.evaluation.per_patch import PerPatchEvaluator, split_coverage
 from deepmask_jax.families.base import Family
 from deepmask_jax.inference.api import ProposalGenerator
 from deepmask_jax.models.deepmask import deepmask_from_config
@@ -109,22 +111,30 @@ class DeepMaskFamily(Family):
     return (figures['iou_0.7'], figures.get('mean', 0.0))
 
   def evaluate(self, model, variables, config, out_dir: str) -> dict:
+    from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
+    ensure_synthetic(config.data)
+    root = config.data.root
+    # The val json is checked before any image or patch is evaluated.
+    ground_truth = load_ground_truth(
+        os.path.join(root, config.data.val_json),
+        os.path.join(root, config.data.val_images))
     results = {}
     if config.evaluation.per_patch:
-      from deepmask_jax.data import input_pipeline  # TensorFlow lives there.
-      results['per_patch'] = PerPatchEvaluator(model).run(
+      from deepmask_jax.data import input_pipeline, tfds_coco  # TensorFlow.
+      built = input_pipeline.load_object_index(
+          tfds_coco.prepare(config.data), 'val').image_id
+      figures = PerPatchEvaluator(model).run(
           variables, input_pipeline.eval_batches(config))
-      print('per patch:', ' '.join(f'{k}={v:.4g}' for k, v in
-                                   results['per_patch'].items()), flush=True)
+      print('per patch:', ' '.join(f'{k}={v:.4g}' for k, v in figures.items()),
+            flush=True)
+      figures.update(split_coverage(ground_truth, built))
+      print(f'per patch: {coverage_line(figures)}', flush=True)
+      results['per_patch'] = figures
     if config.evaluation.per_image:
-      from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
-      ensure_synthetic(config.data)
-      root = config.data.root
       results['per_image'] = evaluate_per_image(
           self.predictor(model, variables, config,
                          num_proposals=config.evaluation.num_proposals),
-          os.path.join(root, config.data.val_json),
-          os.path.join(root, config.data.val_images), out_dir,
+          ground_truth, None, out_dir,
           max_images=config.evaluation.max_images or None)
     return results
 

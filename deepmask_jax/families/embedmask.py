@@ -18,6 +18,7 @@ import tempfile
 import jax
 import ml_collections
 
+from deepmask_jax.evaluation.ground_truth import load_ground_truth
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.families.base import Family
 from deepmask_jax.inference.embedmask_api import InstanceSegmenter
@@ -146,6 +147,8 @@ class EmbedMaskFamily(Family):
 
   def validator(self, config, model, parallel, source):
     split = source(config)
+    # Checked once, before training starts; the report is printed once.
+    ground_truth = load_ground_truth(split.json_path, split.image_dir)
     segmenter = None  # Built once, so its program compiles once per run.
 
     def validate(variables):
@@ -155,8 +158,7 @@ class EmbedMaskFamily(Family):
         segmenter = InstanceSegmenter(model, variables, config)
       segmenter.variables = jax.device_put(variables)
       with tempfile.TemporaryDirectory() as out_dir:
-        figures = evaluate_per_image(segmenter, split.json_path,
-                                     split.image_dir, out_dir,
+        figures = evaluate_per_image(segmenter, ground_truth, None, out_dir,
                                      max_images=split.max_images,
                                      verbose=False)
       flat = {f'{kind}_{name}': figures[kind][name]

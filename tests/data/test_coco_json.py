@@ -11,6 +11,7 @@ from pycocotools import coco as coco_api
 import pytest
 
 from deepmask_jax.data import coco_json
+from deepmask_jax.errors import DataError
 from tests.data import conftest
 
 
@@ -204,3 +205,44 @@ def test_imports_without_tensorflow():
   code = ('import sys, deepmask_jax.data.coco_json, deepmask_jax.data.synthetic; '
           'sys.exit("tensorflow" in sys.modules)')
   assert subprocess.run([sys.executable, '-c', code], check=False).returncode == 0
+
+
+def test_one_dropped_annotation_is_reported_as_one(tmp_path):
+  """The only annotation of an image is dropped: 1 annotation dropped (the
+  image left without objects is a note, not a second drop)."""
+  data = _minimal({'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                   'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  data['images'].append({'id': 2, 'file_name': 'b.jpg', 'height': 10, 'width': 10})
+  data['annotations'].append({'id': 2, 'image_id': 2, 'category_id': 1,
+                              'bbox': [0, 0, 0, 5], 'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  _, _, report = coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+  assert report.headline() == '1 annotation dropped, 1 image without objects kept'
+  assert report.lost('annotation') == 1 and report.lost('image') == 0
+  assert report.summary().splitlines()[0] == (
+      'instances_val.json: 1 annotation dropped, 1 image without objects kept:')
+
+
+@pytest.mark.parametrize('part, reason, detail', [
+    ([0, 0, 5, 0, 5], coco_json.POLYGON_ODD_COORDINATES, '5 coordinates'),
+    ([0, 0, 5, 5], coco_json.POLYGON_TOO_FEW_POINTS, '2 points')])
+def test_odd_coordinate_count_is_not_called_too_few_points(tmp_path, part, reason, detail):
+  data = _minimal({'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                   'segmentation': [part, [0, 0, 5, 0, 5, 5]]})
+  _, _, report = coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+  assert dict(report.items) == {reason: [f'annotation 1 ({detail})']}
+  assert report.headline() == '1 polygon part dropped'
+
+
+def test_nan_bbox_is_dropped_and_named(tmp_path):
+  data = _minimal({'id': 7, 'image_id': 1, 'category_id': 1, 'bbox': [0, float('nan'), 5, 5],
+                   'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  data['annotations'].append({'id': 8, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                              'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  images, _, report = coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+  assert [obj.id for obj in images[0].objects] == [8]
+  assert report.items[coco_json.NOT_FINITE] == ['annotation 7 (bbox [0, nan, 5, 5])']
+
+
+def test_malformed_json_is_a_data_error(tmp_path):
+  with pytest.raises(DataError, match=r"instances_val.json: top level must be an object"):
+    coco_json.load_instances(_write_json(tmp_path, '[1, 2]'), str(tmp_path))

@@ -3,14 +3,15 @@
 import json
 import os
 
+from deepmask_jax.data import coco_json
 from deepmask_jax.evaluation.per_image import (BBOX_FILE, METRICS_FILE,
                                                SEGM_FILE, evaluate_per_image)
 from deepmask_jax.inference.api import ProposalGenerator
 from tests.inference.conftest import tiny_model
 
 
-def test_per_image_writes_results_and_counts_every_image(coco_tiny,
-                                                         tmp_path):
+def test_per_image_writes_results_and_leaves_out_unreadable_images(
+    coco_tiny, tmp_path):
   with open(coco_tiny / 'annotations' / 'instances_val2017.json') as f:
     dataset = json.load(f)
   images = sorted(dataset['images'], key=lambda i: i['id'])[:3]
@@ -29,8 +30,12 @@ def test_per_image_writes_results_and_counts_every_image(coco_tiny,
   figures = evaluate_per_image(generator, str(json_path),
                                str(coco_tiny / 'val2017'), str(out),
                                verbose=False)
-  assert figures['num_images'] == 3
-  assert figures['failed_images'] == ['missing.jpg']
+  # The missing image is left out of the scoring, named with its reason.
+  assert figures['num_images'] == figures['images_scored'] == 2
+  assert figures['images_left_out'] == {coco_json.MISSING_FILE: ['missing.jpg']}
+  scored_ids = sorted(i['id'] for i in images[:2])
+  assert figures['objects_scored'] + figures['crowd_regions'] == sum(
+      a['image_id'] in scored_ids for a in dataset['annotations'])
   assert figures['num_proposals']['segm'] == 2 * 20
   for iou_type in ('segm', 'bbox'):
     for value in figures[iou_type].values():
@@ -39,7 +44,7 @@ def test_per_image_writes_results_and_counts_every_image(coco_tiny,
   for name in (SEGM_FILE, BBOX_FILE, METRICS_FILE):
     assert os.path.getsize(out / name) > 0
   with open(out / METRICS_FILE) as f:
-    assert json.load(f)['num_images'] == 3
+    assert json.load(f)['num_images'] == 2
 
 
 def test_max_images_takes_the_first_ids(coco_tiny, tmp_path):
