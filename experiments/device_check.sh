@@ -52,12 +52,14 @@ step() {
 if [ "$QUICK" = 1 ]; then
   TRAIN_CONFIG=configs/demo.py; TRAIN_STEPS=2; PROPOSAL_IMAGES=2
   PROPOSAL_FLAGS=(--tiny); TORCH_FLAGS=(--small --height=120 --width=160 --batch=4 --repeats=1)
-  LIMITS=(240 120 240)
+  LIMITS=(900 600 900)   # A smoke test on a shared CPU: slow compiles.
 else
   TRAIN_CONFIG=configs/deepmask.py; TRAIN_STEPS=20; PROPOSAL_IMAGES=20
   PROPOSAL_FLAGS=(); TORCH_FLAGS=()
   LIMITS=(170 75 110)   # 170 + 2 x 75 + 110 = 430 s, plus start-up: < 8 min.
 fi
+# DEVICE_CHECK_LIMITS="proposals train vs_pytorch" (seconds) overrides them.
+if [ -n "${DEVICE_CHECK_LIMITS:-}" ]; then read -r -a LIMITS <<<"$DEVICE_CHECK_LIMITS"; fi
 
 step proposals "${LIMITS[0]}" "$PYTHON" experiments/bench_proposals.py \
   --models deepmask,sharpmask --images "$PROPOSAL_IMAGES" \
