@@ -1,10 +1,20 @@
-"""Entry point: `python -m deepmask_jax.main --config=configs/deepmask.py --workdir=DIR`."""
+"""Entry point: `python -m deepmask_jax.main --config=configs/deepmask.py --workdir=DIR`.
 
-from absl import app, flags, logging
+Prints progress, warnings about the data and the figures; library log lines
+only with --verbose. An error in the data, the config or a file is one line
+on stderr and exit status 1, its traceback appended to WORKDIR/log.txt
+(deepmask_jax/console.py).
+"""
+
+import os
+
+from deepmask_jax import console  # pylint: disable=g-bad-import-order  # First: quiets TF.
+from absl import flags
 from ml_collections import config_flags
 
-from deepmask_jax import run
+from deepmask_jax.errors import InputError
 
+LOG_FILE = 'log.txt'
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Checkpoints, logs and results go here.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first '
@@ -14,13 +24,27 @@ config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.',
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def loaded_config():
+  """FLAGS.config; a config file that cannot be loaded is an InputError."""
+  path = config_flags.get_config_filename(FLAGS['config'])
+  if not os.path.isfile(path):
+    raise InputError(f'--config={path}: no such file')
+  try:
+    return FLAGS.config
+  except OSError as error:  # ml_collections' report of a failed load.
+    raise InputError(f'--config={path}: {console.one_line(error)}') from error
+
+
+def log_path() -> str:
+  """Where tracebacks go: WORKDIR/log.txt."""
+  return os.path.join(FLAGS.workdir, LOG_FILE)
+
+
 def main(argv):
   del argv
-  if not FLAGS['verbosity'].present:
-    # Keep the console to progress lines; orbax logs every save at INFO.
-    logging.set_verbosity(logging.WARNING)
-  run.run(FLAGS.config, FLAGS.workdir, multihost=FLAGS.multihost)
+  from deepmask_jax import run  # pylint: disable=g-import-not-at-top  # After console's setup.
+  run.run(loaded_config(), FLAGS.workdir, multihost=FLAGS.multihost)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run_app(main, log_path=log_path)

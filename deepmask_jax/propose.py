@@ -26,6 +26,7 @@ import json
 import os
 from typing import Sequence
 
+from deepmask_jax import console  # pylint: disable=g-bad-import-order  # First: quiets TF.
 from absl import app, flags
 import jax
 import numpy as np
@@ -145,4 +146,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run_app(main)

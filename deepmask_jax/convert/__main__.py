@@ -15,9 +15,9 @@ module path or the key), exits with status 1, and writes nothing.
 
 import sys
 
+from deepmask_jax import console  # pylint: disable=g-bad-import-order  # First: quiets TF.
 from absl import app
 from absl import flags
-from absl import logging
 
 from deepmask_jax.convert.converter import convert
 from deepmask_jax.convert.errors import ConversionError
@@ -88,11 +88,9 @@ def run(path: str, out_dir: str, inspect: bool = False, stdout=None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Quiet orbax's per-save INFO lines.
   return run(flags.FLAGS.input, flags.FLAGS.out, flags.FLAGS.inspect)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  console.run_app(main)

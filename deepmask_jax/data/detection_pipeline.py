@@ -28,12 +28,11 @@ image's resized size with half-pixel bilinear interpolation (no antialias),
 resized pixel centres, as the reference's rasterised resized polygons do.
 """
 
-from typing import Iterator
-
 import numpy as np
 import tensorflow as tf
 
 from deepmask_jax.data import detection_sampler
+from deepmask_jax.data import feed
 from deepmask_jax.data import input_pipeline
 from deepmask_jax.data import tfds_coco
 from deepmask_jax.models import fcos_geometry
@@ -262,15 +261,18 @@ def detection_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
 
 
 def train_batches(config, *, start_step: int = 0, split: str = 'train',
-                  process_index=None, process_count=None) -> Iterator[dict]:
+                  process_index=None, process_count=None) -> feed.Batches:
   """Training batches for steps start_step, start_step + 1, ... (endless).
 
   The local batch is config.batch_size // process_count (processes default
   to jax's); see `detection_dataset` for the keys. Fails before the first step
-  if the split has no image to train on.
+  (DataError) if the split has no image to train on; an error of a pipeline
+  stage comes out of `next` as a feed.PipelineError naming the step.
   """
   builder = tfds_coco.prepare(config.data)
   steps = tf.data.Dataset.counter(start_step)
-  return detection_dataset(config, builder, split, steps,
-                           process_index=process_index,
-                           process_count=process_count).as_numpy_iterator()
+  batches = detection_dataset(config, builder, split, steps,
+                              process_index=process_index,
+                              process_count=process_count).as_numpy_iterator()
+  return feed.Batches(batches, f"training batches of dataset "
+                      f"'{config.data.name}' ({split})", first=start_step + 1)

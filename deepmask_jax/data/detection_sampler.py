@@ -28,6 +28,7 @@ import numpy as np
 
 from deepmask_jax.data import sampler as sampler_lib
 from deepmask_jax.data import detection_geometry
+from deepmask_jax.errors import DataError
 
 LANDSCAPE, PORTRAIT = 0, 1
 GROUP_NAMES = ('landscape', 'portrait')
@@ -277,7 +278,7 @@ class DetectionSampler:
 def ensure_trainable(images: TrainingImages, dataset: str, split: str) -> None:
   """Fails with one line if no image of the split can be trained on."""
   if images.num_trained == 0:
-    raise ValueError(
+    raise DataError(
         f"dataset '{dataset}' ({split}): none of its {images.index.num_images} "
         'images has a non-crowd object with a non-empty box; nothing to train '
         'EmbedMask on')

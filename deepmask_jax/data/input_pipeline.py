@@ -19,16 +19,17 @@ and together form the global batch.
 
 import dataclasses
 import os
-from typing import Iterator
 
 import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from deepmask_jax.data import feed
 from deepmask_jax.data import patch_ops
 from deepmask_jax.data import sampler as sampler_lib
 from deepmask_jax.data import tfds_coco
+from deepmask_jax.errors import DataError
 
 # evalPerPatch draws the same patches every time, whatever the training seed,
 # so validation numbers of different runs are comparable.
@@ -195,6 +196,28 @@ def _batched(samples: tf.data.Dataset, local_batch: int, prefetch: int):
           .map(batch_head).prefetch(prefetch).with_options(options))
 
 
+def check_samples(sampler: sampler_lib.PatchSampler, hfreq: float,
+                  dataset: str, split: str) -> None:
+  """Fails with one line if the batches `hfreq` asks for cannot be drawn.
+
+  Mask batches (hfreq < 1) need an object that qualifies as a mask sample,
+  score batches (hfreq > 0) an image with an object of a usable scale.
+  """
+  index = sampler.index
+  where = f"dataset '{dataset}' ({split}, {index.num_images} images)"
+  if hfreq < 1 and not len(sampler.mask_categories):
+    w, h = index.bbox[:, 2], index.bbox[:, 3]
+    raise DataError(
+        f'{where}: none of its {len(index.label)} objects qualifies as a mask '
+        f'sample ({int(index.iscrowd.sum())} are crowds, '
+        f'{int((index.area < 100).sum())} have an area under 100 px, '
+        f'{int(((w < 5) | (h < 5)).sum())} a box side under 5 px); nothing to '
+        'draw mask batches from')
+  if hfreq > 0 and not len(sampler.score_images):
+    raise DataError(f'{where}: no image has an object of a usable size; '
+                    'nothing to draw score batches from')
+
+
 def process_slice(batch_size: int, process_index, process_count):
   """(first sample of this process within a global batch, local batch)."""
   process_index = jax.process_index() if process_index is None else process_index
@@ -223,6 +246,7 @@ def patch_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
   index = load_object_index(builder, split)
   sampler = sampler_lib.PatchSampler(
       index, sampler_lib.PatchGeometry.from_config(config.patch))
+  check_samples(sampler, hfreq, config.data.name, split)
   specs = _specs_fn(sampler, seed, hfreq, config.batch_size, first_sample,
                     local_batch)
   samples = _spec_dataset(steps, specs, local_batch).map(
@@ -232,22 +256,26 @@ def patch_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
 
 
 def train_batches(config, *, start_step: int = 0, split: str = 'train',
-                  process_index=None, process_count=None) -> Iterator[dict]:
+                  process_index=None, process_count=None) -> feed.Batches:
   """Training batches for steps start_step, start_step + 1, ... (endless).
 
   Step t is a mask batch iff U(seed, t) > config.patch.hfreq, on every
   process. The local batch is config.batch_size // process_count (processes
-  default to jax's); see `patch_dataset` for the keys.
+  default to jax's); see `patch_dataset` for the keys. Fails before the first
+  step if the split has nothing to draw them from; an error of a pipeline
+  stage comes out of `next` as a feed.PipelineError naming the step.
   """
   builder = tfds_coco.prepare(config.data)
   steps = tf.data.Dataset.counter(start_step)
-  return patch_dataset(config, builder, split, steps, seed=config.seed,
-                       hfreq=config.patch.hfreq, process_index=process_index,
-                       process_count=process_count).as_numpy_iterator()
+  batches = patch_dataset(config, builder, split, steps, seed=config.seed,
+                          hfreq=config.patch.hfreq, process_index=process_index,
+                          process_count=process_count).as_numpy_iterator()
+  return feed.Batches(batches, f"training batches of dataset "
+                      f"'{config.data.name}' ({split})", first=start_step + 1)
 
 
 def eval_batches(config, *, split: str = 'val', num_batches=None,
-                 process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+                 process_index: int = 0, process_count: int = 1) -> feed.Batches:
   """evalPerPatch: `num_batches` (default config.eval_batches) mask batches.
 
   Jittered and flipped as in training, but drawn from EVAL_SEED, so every call
@@ -259,6 +287,9 @@ def eval_batches(config, *, split: str = 'val', num_batches=None,
   builder = tfds_coco.prepare(config.data)
   num_batches = config.eval_batches if num_batches is None else num_batches
   steps = tf.data.Dataset.range(num_batches)
-  return patch_dataset(config, builder, split, steps, seed=EVAL_SEED, hfreq=0.0,
-                       process_index=process_index,
-                       process_count=process_count).as_numpy_iterator()
+  batches = patch_dataset(config, builder, split, steps, seed=EVAL_SEED,
+                          hfreq=0.0, process_index=process_index,
+                          process_count=process_count).as_numpy_iterator()
+  return feed.Batches(batches, f"per-patch evaluation batches of dataset "
+                      f"'{config.data.name}' ({split})", endless=False,
+                      unit='batch')

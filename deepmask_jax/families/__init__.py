@@ -4,6 +4,7 @@
     model = family.build_model(config)
 """
 
+from deepmask_jax.errors import InputError
 from deepmask_jax.families.base import Family
 from deepmask_jax.families.deepmask import DeepMaskFamily, SharpMaskFamily
 from deepmask_jax.families.embedmask import EmbedMaskFamily
@@ -17,7 +18,7 @@ FAMILIES = {family.name: family
 def get_family(name: str) -> Family:
   """The family registered under `name` (config.model)."""
   if name not in FAMILIES:
-    raise ValueError(f'config.model must be one of {sorted(FAMILIES)}, '
+    raise InputError(f'config.model must be one of {sorted(FAMILIES)}, '
                      f'got {name!r}')
   return FAMILIES[name]
 

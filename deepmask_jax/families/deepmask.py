@@ -13,6 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from deepmask_jax.errors import InputError
 from deepmask_jax.evaluation.ground_truth import (coverage_line,
                                                   load_ground_truth)
 from deepmask_jax.evaluation.per_image import evaluate_per_image
@@ -150,7 +151,7 @@ class SharpMaskFamily(DeepMaskFamily):
   def resolve_config(self, config):
     """Copies the architecture fields of the DeepMask checkpoint it refines."""
     if not config.deepmask_checkpoint:
-      raise ValueError('SharpMask trains on top of a trained DeepMask: set '
+      raise InputError('SharpMask trains on top of a trained DeepMask: set '
                        '--config.deepmask_checkpoint=<DeepMask workdir or '
                        'model dir>')
     _, deepmask_config = load_model(config.deepmask_checkpoint)
@@ -176,7 +177,7 @@ class SharpMaskFamily(DeepMaskFamily):
 
   def head_of(self, batch: dict) -> str:
     if not bool(batch['is_mask']):
-      raise ValueError('SharpMask trains on mask batches only; set '
+      raise InputError('SharpMask trains on mask batches only; set '
                        'config.patch.hfreq = 0')
     return 'mask'
 

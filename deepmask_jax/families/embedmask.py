@@ -18,6 +18,7 @@ import tempfile
 import jax
 import ml_collections
 
+from deepmask_jax.errors import InputError
 from deepmask_jax.evaluation.ground_truth import load_ground_truth
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.families.base import Family
@@ -81,7 +82,7 @@ class EmbedMaskFamily(Family):
     given = tuple(config.embedmask.category_ids)
     if given:
       if len(given) != config.embedmask.num_classes:
-        raise ValueError(f'config.embedmask.category_ids lists {len(given)} '
+        raise InputError(f'config.embedmask.category_ids lists {len(given)} '
                          f'categories but num_classes is '
                          f'{config.embedmask.num_classes}')
       return config
@@ -186,6 +187,6 @@ class EmbedMaskFamily(Family):
     if 'num_proposals' in overrides:
       overrides['detections_per_image'] = overrides.pop('num_proposals')
     if overrides.pop('zoom', False):
-      raise ValueError('zoom is a DeepMask/SharpMask pyramid setting; '
+      raise InputError('zoom is a DeepMask/SharpMask pyramid setting; '
                        'EmbedMask runs at one scale')
     return InstanceSegmenter(model, variables, config, **overrides)

@@ -13,6 +13,7 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from deepmask_jax.errors import InputError
 from deepmask_jax.train.train_step import AXIS
 
 
@@ -37,7 +38,7 @@ class DataParallel:
   def __init__(self, step_fns: dict, batch_keys: dict,
                parallel: str = 'shard_map', devices=None):
     if parallel not in ('shard_map', 'pmap'):
-      raise ValueError(f"config.parallel must be 'shard_map' or 'pmap', "
+      raise InputError(f"config.parallel must be 'shard_map' or 'pmap', "
                        f'got {parallel!r}')
     self.parallel = parallel
     self.batch_keys = batch_keys
@@ -90,5 +91,5 @@ def check_batch_divisible(global_batch: int) -> None:
   """Fails early with a clear message when devices cannot split the batch."""
   devices = jax.device_count()
   if global_batch % devices or global_batch % jax.process_count():
-    raise ValueError(f'batch_size {global_batch} must be divisible by the '
+    raise InputError(f'batch_size {global_batch} must be divisible by the '
                      f'{devices} devices and {jax.process_count()} processes')

@@ -10,6 +10,10 @@ t). Losses are fetched from the device only at log, validation and checkpoint
 points, so steps are dispatched without host round trips; a non-finite loss
 found there stops training with the step named, before any further save, so
 the last good checkpoint stays intact.
+
+An error of the input pipeline (any stage, or a source that runs out) ends
+training at once as a data.feed.PipelineError naming the step; the batch
+iterator is closed on the way out, so no pipeline thread outlives the run.
 """
 
 import time
@@ -17,6 +21,7 @@ import time
 import jax
 import numpy as np
 
+from deepmask_jax.data import feed
 from deepmask_jax.train.checkpointing import Checkpoints
 from deepmask_jax.train.initialization import with_pretrained_model
 from deepmask_jax.train.metric_writer import MetricWriter
@@ -54,6 +59,14 @@ def _check_and_log(pending: list, writer: MetricWriter, checkpoints) -> None:
   scalars['lr'] = float(values[-1]['lr'])
   writer.write_train(pending[-1][0], scalars)
   pending.clear()
+
+
+def _training_batches(source, config, start: int) -> feed.Batches:
+  """`source`'s batches from step start + 1, errors as PipelineError."""
+  batches = source(config, start_step=start)
+  if isinstance(batches, feed.Batches):
+    return batches
+  return feed.Batches(iter(batches), 'training batches', first=start + 1)
 
 
 def setup(config, family, devices=None):
@@ -94,7 +107,8 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
   start, end = int(state.step), family.total_steps(config)
   validate_fn = family.validator(config, model, parallel,
                                  eval_source or family.validation_batches)
-  batches = (train_source or family.train_batches)(config, start_step=start)
+  batches = _training_batches(train_source or family.train_batches, config,
+                               start)
   writer = MetricWriter(workdir, end, config.batch_size, start,
                         family.sample_name)
   pending, figures = [], {}
@@ -120,6 +134,7 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
                          family.rank(figures) if validate else None)
         writer.reset_clock()
   finally:
+    batches.close()
     checkpoints.wait()
     checkpoints.close()
     writer.close()
