@@ -1,16 +1,13 @@
 """What `main` does with a config: train, or evaluate a checkpoint (`config.mode`)."""
 
-import jax
-
 from deepmask_jax import families
+from deepmask_jax.train.parallel import initialize_distributed
 
 
 def run(config, workdir: str, multihost: bool = False) -> dict:
   """Runs `config.mode` ('train' or 'eval') in `workdir`; returns its figures."""
   if multihost:
-    # Cluster settings come from the environment (SLURM, Cloud TPU, or
-    # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
-    jax.distributed.initialize()
+    initialize_distributed()
   if config.mode == 'train':
     from deepmask_jax.train.trainer import train_and_evaluate
     return train_and_evaluate(config, workdir,

@@ -9,14 +9,22 @@ COCOeval: class-agnostic proposals (`ProposalGenerator`) by AR
 (coco_instances.py), so every family is compared on one table.
 Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
 proposal_metrics.json.
+
+With several processes (`--multihost`), each proposes for every n-th image,
+the results of all processes are gathered, and every process scores the whole
+split; only process 0 writes the files.
 """
 
 import contextlib
 import io
+import json
 import os
 import time
 from typing import Optional
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
@@ -31,6 +39,23 @@ from deepmask_jax.inference.api import read_image
 SEGM_FILE = 'proposals_segm.json'
 BBOX_FILE = 'proposals_bbox.json'
 METRICS_FILE = 'proposal_metrics.json'
+
+
+def gather_from_processes(records) -> list:
+  """[process 0's records, process 1's, ...] of JSON-serialisable `records`."""
+  if jax.process_count() == 1:
+    return [records]
+  data = np.frombuffer(json.dumps(records).encode(), np.uint8)
+  sizes = multihost_utils.process_allgather(np.int64(data.size))
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  rows = multihost_utils.process_allgather(padded)
+  return [json.loads(row[:size].tobytes()) for row, size in zip(rows, sizes)]
+
+
+def _merged(parts: list) -> list:
+  """One results list from the processes', in image id order as one process."""
+  return sorted((r for part in parts for r in part), key=lambda r: r['image_id'])
 
 
 def evaluate_per_image(generator, json_path: str, image_dir: str,
@@ -48,7 +73,7 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
   Returns:
     The `evaluate_proposals` figures plus 'failed_images' (file names that
     could not be read: they stay in the evaluation with no proposals),
-    'compilations' and 'seconds_per_image'.
+    'compilations' and 'seconds_per_image' (of this process).
   """
   with contextlib.redirect_stdout(io.StringIO()):
     coco = COCO(json_path)
@@ -59,8 +84,11 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
     raise ValueError(f'{json_path} lists no images')
   category_id = proposal_category_id(coco)
   segm, bbox, failed = [], [], []
+  primary = jax.process_index() == 0
+  verbose = verbose and primary
+  local_ids = image_ids[jax.process_index()::jax.process_count()]
   start = time.perf_counter()
-  for image_id in tqdm(image_ids, desc='images', disable=not verbose):
+  for image_id in tqdm(local_ids, desc='images', disable=not verbose):
     info = coco.loadImgs(image_id)[0]
     try:
       image = read_image(os.path.join(image_dir, info['file_name']))
@@ -81,8 +109,12 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
                          categories)
   seconds = time.perf_counter() - start
-  write_results(os.path.join(out_dir, SEGM_FILE), segm)
-  write_results(os.path.join(out_dir, BBOX_FILE), bbox)
+  parts = gather_from_processes([segm, bbox, failed])
+  segm, bbox = _merged(p[0] for p in parts), _merged(p[1] for p in parts)
+  failed = [name for part in parts for name in part[2]]
+  if primary:
+    write_results(os.path.join(out_dir, SEGM_FILE), segm)
+    write_results(os.path.join(out_dir, BBOX_FILE), bbox)
   if generator.class_aware:
     figures, report_fn = (evaluate_instances(coco, segm, bbox, image_ids),
                           report_instances)
@@ -90,6 +122,7 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
     figures, report_fn = evaluate_proposals(coco, segm, bbox, image_ids), report
   figures.update(failed_images=failed,
                  compilations=generator.compilations,
-                 seconds_per_image=seconds / len(image_ids))
-  report_fn(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)
+                 seconds_per_image=seconds / max(len(local_ids), 1))
+  report_fn(figures, os.path.join(out_dir, METRICS_FILE) if primary else None,
+            verbose=verbose)
   return figures

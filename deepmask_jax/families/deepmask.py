@@ -113,7 +113,9 @@ class DeepMaskFamily(Family):
     if config.evaluation.per_patch:
       from deepmask_jax.data import input_pipeline  # TensorFlow lives there.
       results['per_patch'] = PerPatchEvaluator(model).run(
-          variables, input_pipeline.eval_batches(config))
+          variables, input_pipeline.eval_batches(
+              config, process_index=jax.process_index(),
+              process_count=jax.process_count()))
       print('per patch:', ' '.join(f'{k}={v:.4g}' for k, v in
                                    results['per_patch'].items()), flush=True)
     if config.evaluation.per_image:
