@@ -1,15 +1,18 @@
 """Multi-process training and evaluation on JAX's distributed runtime.
 
 Two processes of one CPU device each join a coordinator on 127.0.0.1 (gloo
-collectives), train the tiny demo model 4 steps through the real input
-pipeline (each reads its half of every global batch of 8) into one shared
-workdir, validate, then evaluate the checkpoint per patch and per image.
-A single process with two CPU devices runs the same config beside them: the
-same global batches on the same 2-device mesh, so parameters and figures must
-agree to float rounding. Slow (three Python processes importing TensorFlow
-and JAX, about 1 to 2 minutes on 2 busy cores): marked `multiprocess`.
-Every process runs in its own session and the whole group is killed on a
-timeout or a failure, so a stuck collective cannot hang the suite.
+collectives, `--multihost` settings from JAX_COORDINATOR_ADDRESS /
+JAX_NUM_PROCESSES / JAX_PROCESS_ID), build the synthetic dataset (process 0
+builds, process 1 waits), train the tiny demo model 4 steps through the real
+input pipeline (each reads its half of every global batch of 8) into one
+shared workdir, validate, resume the finished run, then evaluate the
+checkpoint per patch and per image. A single process with two CPU devices
+runs the same config beside them: the same global batches on a 2-device mesh,
+so parameters and figures must agree to float rounding.
+Slow: three Python processes importing TensorFlow and JAX, about 3 CPU
+minutes in all; marked `multiprocess` (deselect with -m 'not multiprocess').
+Every process runs in its own session and all are killed on a timeout or on
+the first failure, so a stuck collective cannot hang the suite.
 """
 
 import json
@@ -26,7 +29,6 @@ import pytest
 
 from deepmask_jax.models import store
 from tests.conftest import REPO, max_difference
-from tests.train.multiprocess_worker import tiny_demo_config
 
 pytestmark = pytest.mark.multiprocess
 
@@ -46,10 +48,10 @@ def launch(args, devices: int, log_path, **env):
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              **env)
-  log = open(log_path, 'w')  # pylint: disable=consider-using-with
-  return subprocess.Popen([sys.executable, '-m', WORKER, *map(str, args)],
-                          cwd=REPO, env=env, stdout=log,
-                          stderr=subprocess.STDOUT, start_new_session=True)
+  with open(log_path, 'w') as log:  # The child keeps its own copy.
+    return subprocess.Popen([sys.executable, '-m', WORKER, *map(str, args)],
+                            cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_all(procs: dict, logs: dict) -> None:
@@ -78,10 +80,6 @@ def wait_all(procs: dict, logs: dict) -> None:
 def runs(tmp_path_factory):
   """{'single': ..., 'multi': [process 0, process 1]}: outputs and workdirs."""
   root = tmp_path_factory.mktemp('multiprocess')
-  data_root, tfds_dir = root / 'synthetic', root / 'tfds'
-  from deepmask_jax.data import tfds_coco  # pylint: disable=import-outside-toplevel
-  # Built once here, so the two runs below only read it.
-  tfds_coco.prepare(tiny_demo_config(str(data_root), str(tfds_dir)).data)
   port = free_port()
   procs, logs, outs = {}, {}, {}
   started = time.monotonic()
@@ -90,10 +88,12 @@ def runs(tmp_path_factory):
       *[(f'process{i}', 1, {'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}',
                             'JAX_NUM_PROCESSES': '2',
                             'JAX_PROCESS_ID': str(i)}) for i in range(2)]]:
-    workdir = root / ('single' if name == 'single' else 'multi')
+    run = 'single' if name == 'single' else 'multi'
+    # Each run generates and builds its dataset (in the 2-process run,
+    # process 0 does while process 1 waits): the same files, as the seeds match.
     outs[name], logs[name] = root / f'{name}.json', root / f'{name}.log'
-    procs[name] = launch([workdir, data_root, tfds_dir, outs[name]], devices,
-                         logs[name], **env)
+    procs[name] = launch([root / run, root / f'{run}_data', root / f'{run}_tfds',
+                          outs[name]], devices, logs[name], **env)
   wait_all(procs, logs)
   print(f'three processes took {time.monotonic() - started:.1f} s')
   results = {name: dict(json.loads(path.read_text()), log=logs[name].read_text())
