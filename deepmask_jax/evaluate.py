@@ -13,6 +13,7 @@ overwrite each other.
 import json
 import os
 
+import jax
 import ml_collections
 
 from deepmask_jax import families
@@ -54,7 +55,8 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   out_dir = os.path.join(workdir, f'eval_{config.data.name}')
   os.makedirs(out_dir, exist_ok=True)
   results = family.evaluate(model, variables, config, out_dir)
-  with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:
-    json.dump(results, f, indent=2, default=str)
-  print(f'wrote {os.path.join(out_dir, RESULTS_FILE)}', flush=True)
+  if jax.process_index() == 0:  # Every process holds the same figures.
+    with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:
+      json.dump(results, f, indent=2, default=str)
+    print(f'wrote {os.path.join(out_dir, RESULTS_FILE)}', flush=True)
   return results

@@ -1,9 +1,8 @@
 """What `main` does with a config: train, or evaluate a checkpoint (`config.mode`)."""
 
-import jax
-
 from deepmask_jax import families
 from deepmask_jax.errors import InputError
+from deepmask_jax.train.parallel import initialize_distributed
 
 MODES = ('train', 'eval')
 
@@ -14,9 +13,7 @@ def run(config, workdir: str, multihost: bool = False) -> dict:
     raise InputError(f"--config.mode must be 'train' or 'eval', got "
                      f'{config.mode!r}')
   if multihost:
-    # Cluster settings come from the environment (SLURM, Cloud TPU, or
-    # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
-    jax.distributed.initialize()
+    initialize_distributed()
   if config.mode == 'train':
     from deepmask_jax.train.trainer import train_and_evaluate
     return train_and_evaluate(config, workdir,

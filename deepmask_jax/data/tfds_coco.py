@@ -19,6 +19,8 @@ import io
 import os
 
 from etils import epath
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -220,14 +222,22 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   With `data_config.synthetic`, the synthetic dataset is generated into
   `data_config.root` first if absent (and config.data's paths point at it).
   A dataset already built under `tfds_dir` is reused as it is (delete its
-  folder to rebuild after changing the json or images).
+  folder to rebuild after changing the json or images). With several
+  processes (`--multihost`, a filesystem they share), process 0 generates and
+  builds while the others wait, so no two processes write the same files.
   """
-  synthetic.ensure_synthetic(data_config)
-  builder = make_builder(data_config)
-  if not builder.is_prepared():
-    check_source(builder.builder_config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  builder = None
+  if jax.process_index() == 0:
+    synthetic.ensure_synthetic(data_config)
+    builder = make_builder(data_config)
+    if not builder.is_prepared():
+      check_source(builder.builder_config)
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'prepare {tfds_dir(data_config)}')
+  if builder is None:  # Built by process 0.
+    builder = make_builder(synthetic.ensure_synthetic(data_config))
   return builder
 
 

@@ -11,12 +11,19 @@ The ground truth is checked first (ground_truth.py, the training data's
 rules); images that cannot be read are left out of the scoring and named.
 Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
 proposal_metrics.json.
+
+With several processes (`--multihost`), each proposes for every n-th image,
+the results of all processes are gathered, and every process scores the whole
+split; only process 0 writes the files.
 """
 
+import json
 import os
 import time
 from typing import Optional, Union
 
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import tqdm
 
@@ -61,6 +68,23 @@ def read_scored_image(record: coco_json.ImageRecord,
   return image
 
 
+def gather_from_processes(records) -> list:
+  """[process 0's records, process 1's, ...] of JSON-serialisable `records`."""
+  if jax.process_count() == 1:
+    return [records]
+  data = np.frombuffer(json.dumps(records).encode(), np.uint8)
+  sizes = multihost_utils.process_allgather(np.int64(data.size))
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  rows = multihost_utils.process_allgather(padded)
+  return [json.loads(row[:size].tobytes()) for row, size in zip(rows, sizes)]
+
+
+def _merged(parts: list) -> list:
+  """One results list from the processes', in image id order as one process."""
+  return sorted((r for part in parts for r in part), key=lambda r: r['image_id'])
+
+
 def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
                        image_dir: Optional[str], out_dir: str,
                        max_images: Optional[int] = None,
@@ -79,7 +103,7 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     The `evaluate_proposals` (or `evaluate_instances`) figures on the images
     scored, the `ground_truth.coverage` figures (images and objects scored,
     images left out: unreadable images are not scored, and why; what the
-    json checks dropped), 'compilations' and 'seconds_per_image'.
+    json checks dropped), 'compilations' and 'seconds_per_image' (of this process).
   Raises:
     DataError: the json cannot be used (before any image is evaluated), or
       no image could be read.
@@ -94,8 +118,11 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     raise DataError(f'{ground_truth.json_path} lists no images')
   category_id = proposal_category_id(coco)
   segm, bbox, scored, left_out = [], [], [], LoadReport()
+  primary = jax.process_index() == 0
+  verbose = verbose and primary
+  local_ids = image_ids[jax.process_index()::jax.process_count()]
   start = time.perf_counter()
-  for image_id in tqdm(image_ids, desc='images', disable=not verbose):
+  for image_id in tqdm(local_ids, desc='images', disable=not verbose):
     image = read_scored_image(ground_truth.image(image_id), left_out)
     if image is None:
       continue
@@ -108,12 +135,22 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
                          categories)
   seconds = time.perf_counter() - start
+  parts = gather_from_processes(
+      [segm, bbox, scored, {r: left_out.items[r] for r in left_out.counts}])
+  segm, bbox = _merged(p[0] for p in parts), _merged(p[1] for p in parts)
+  scored = sorted(i for part in parts for i in part[2])
+  left_out = LoadReport()
+  for part in parts:
+    for reason, names in part[3].items():
+      for name in names:
+        left_out.add(reason, name)
   if not scored:
     raise DataError(f'{ground_truth.json_path}: none of its {len(image_ids)} '
                     f'images could be read ({left_out.headline()}; first: '
                     f'{next(iter(left_out.items.values()))[0]})')
-  write_results(os.path.join(out_dir, SEGM_FILE), segm)
-  write_results(os.path.join(out_dir, BBOX_FILE), bbox)
+  if primary:
+    write_results(os.path.join(out_dir, SEGM_FILE), segm)
+    write_results(os.path.join(out_dir, BBOX_FILE), bbox)
   if generator.class_aware:
     figures, report_fn = (evaluate_instances(coco, segm, bbox, scored),
                           report_instances)
@@ -121,6 +158,7 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     figures, report_fn = evaluate_proposals(coco, segm, bbox, scored), report
   figures.update(coverage(ground_truth, scored, left_out),
                  compilations=generator.compilations,
-                 seconds_per_image=seconds / len(image_ids))
-  report_fn(figures, os.path.join(out_dir, METRICS_FILE), verbose=verbose)
+                 seconds_per_image=seconds / max(len(local_ids), 1))
+  report_fn(figures, os.path.join(out_dir, METRICS_FILE) if primary else None,
+            verbose=verbose)
   return figures

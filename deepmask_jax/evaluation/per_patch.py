@@ -12,6 +12,7 @@ from typing import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from deepmask_jax.data import coco_json
 from deepmask_jax.data.coco_report import LoadReport
@@ -33,7 +34,8 @@ def patch_ious(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def summarize(ious: np.ndarray) -> dict:
   """{'mean', 'median', 'iou_0.5', 'iou_0.7', 'patches'} of a vector of IoUs."""
-  ious = np.asarray(ious, np.float64)
+  # Sorted, so the figures do not depend on the order processes gathered in.
+  ious = np.sort(np.asarray(ious, np.float64))
   return {'mean': float(ious.mean()), 'median': float(np.median(ious)),
           'iou_0.5': float((ious >= 0.5).mean()),
           'iou_0.7': float((ious >= 0.7).mean()), 'patches': int(ious.size)}
@@ -45,7 +47,12 @@ class PerPatchEvaluator:
   Args:
     model: a DeepMask or SharpMask module (patch form gives 'mask' logits at
       label resolution).
-    shard: batch dict -> device arrays (e.g. DataParallel's sharding), or None.
+    shard: batch dict -> device arrays (e.g. DataParallel's sharding, global
+      arrays over every process's devices), or None (this process's devices).
+
+  With several processes, every process calls `run` with its own slice of
+  each global batch (input_pipeline.eval_batches(process_index=...)); the IoUs
+  of all processes are gathered, so every process returns the global figures.
   """
 
   def __init__(self, model, shard=None):
@@ -59,14 +66,17 @@ class PerPatchEvaluator:
     self._ious = ious
 
   def run(self, variables: dict, batches: Iterable[dict]) -> dict:
-    """variables {'params', 'constants'}; batches of 'image' and 'mask'."""
+    """variables {'params', 'constants'}; this process's batches of 'image', 'mask'."""
     collected = []
     for batch in batches:
       arrays = self._shard({'image': batch['image'], 'mask': batch['mask']})
       collected.append(self._ious(variables, arrays['image'], arrays['mask']))
     if not collected:
       raise ValueError('per-patch evaluation got no batches')
-    ious = np.concatenate([np.asarray(jax.device_get(x)) for x in collected])
+    # A global array is gathered from every process; a process-local one is
+    # concatenated with the other processes' slices of the same batch.
+    ious = np.concatenate([multihost_utils.process_allgather(x, tiled=True)
+                           for x in collected])
     return summarize(ious)
 
 

@@ -125,7 +125,9 @@ class DeepMaskFamily(Family):
       built = input_pipeline.load_object_index(
           tfds_coco.prepare(config.data), 'val').image_id
       figures = PerPatchEvaluator(model).run(
-          variables, input_pipeline.eval_batches(config))
+          variables, input_pipeline.eval_batches(
+              config, process_index=jax.process_index(),
+              process_count=jax.process_count()))
       print('per patch:', ' '.join(f'{k}={v:.4g}' for k, v in figures.items()),
             flush=True)
       figures.update(split_coverage(ground_truth, built))

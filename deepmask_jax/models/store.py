@@ -118,8 +118,12 @@ def load_training_checkpoint(workdir: str, step: int | None = None):
       step = best_step(manager) or manager.latest_step()
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
+    # A checkpoint written by several processes records their devices; the
+    # fallback reads it on this process's first device instead.
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(fallback_sharding=local),
+        config=ocp.args.JsonRestore()))
   state, config = restored['state'], restored['config']
   config = config_from_json(json.dumps(config))
   variables = {'params': state['params'], 'constants': state['constants']}

@@ -9,12 +9,28 @@ Both wrap the same function (train_step.py) with the named axis 'data':
     local devices, the batch reshaped to [local devices, b / devices, ...].
 """
 
+import os
+
 import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from deepmask_jax.errors import InputError
 from deepmask_jax.train.train_step import AXIS
+
+
+def initialize_distributed() -> None:
+  """Joins JAX's distributed runtime (`--multihost`): one process per host.
+
+  Settings come from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU are
+  detected by jax) or from JAX_COORDINATOR_ADDRESS (host:port of process 0),
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID, which jax itself reads only in part.
+  CPU-only processes talk through gloo, jax's default CPU collectives.
+  """
+  count, index = (os.environ.get(name) for name in
+                  ('JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'))
+  jax.distributed.initialize(num_processes=int(count) if count else None,
+                             process_id=int(index) if index else None)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -40,12 +56,21 @@ class DataParallel:
     if parallel not in ('shard_map', 'pmap'):
       raise InputError(f"config.parallel must be 'shard_map' or 'pmap', "
                        f'got {parallel!r}')
+    if parallel == 'pmap' and jax.process_count() > 1:
+      # pmap over this process's devices would average gradients per process.
+      raise ValueError("config.parallel='pmap' runs in one process only; use "
+                       "'shard_map' with --multihost")
     self.parallel = parallel
     self.batch_keys = batch_keys
     self.mesh = make_mesh(devices)
     self.local_devices = [d for d in self.mesh.devices.flat
                           if d.process_index == jax.process_index()]
     self.replicated = NamedSharding(self.mesh, P())
+    # Where the TrainState lives: pmap keeps it on one device (in_axes=None),
+    # shard_map replicates it over every device of every process.
+    self.state_sharding = (
+        jax.sharding.SingleDeviceSharding(self.local_devices[0])
+        if parallel == 'pmap' else self.replicated)
     self.sharded = NamedSharding(self.mesh, P(AXIS))
     self._steps = {head: self._compile(fn) for head, fn in step_fns.items()}
 
@@ -64,10 +89,8 @@ class DataParallel:
         donate_argnums=0)
 
   def replicate(self, state):
-    """Places a host (or single-device) state on every device."""
-    if self.parallel == 'pmap':
-      return jax.device_put(state, self.local_devices[0])
-    return jax.device_put(state, self.replicated)
+    """Places a host state (the same in every process) on `state_sharding`."""
+    return jax.device_put(state, self.state_sharding)
 
   def shard(self, batch: dict, head: str) -> dict:
     """This process's numpy batch -> device arrays for the given head."""

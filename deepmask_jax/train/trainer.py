@@ -99,8 +99,9 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
   model, parallel, state = setup(config, family)
   checkpoints = Checkpoints(workdir, config.keep_checkpoints)
   if checkpoints.latest_step() is not None:
-    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    state = checkpoints.restore(_abstract(state, sharding))
+    # Restored straight onto the devices it trains on: with several processes
+    # a process cannot move its arrays onto the other processes' devices.
+    state = checkpoints.restore(_abstract(state, parallel.state_sharding))
     print(f'Resumed from step {int(state.step)} in {checkpoints.directory}',
           flush=True)
   state = parallel.replicate(state)
