@@ -21,6 +21,7 @@ intact step is restored; with none intact the run stops, loading nothing.
 """
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -162,8 +163,16 @@ class Checkpoints:
 
 
 def _one_line(err: Exception) -> str:
+  """The error in one short line, led by its OS cause (tensorstore's are long)."""
   text = ' '.join(str(err).split()) or type(err).__name__
-  return text if len(text) <= 300 else text[:297] + '...'
+  code = err.errno if isinstance(err, OSError) else None
+  found = re.search(r"os_error_code='(\d+)'", text)
+  if not code and found:
+    code = int(found.group(1))
+  if len(text) > 200:
+    text = text[:197] + '...'
+  cause = os.strerror(code) if code else ''
+  return f'{cause} ({text})' if cause and cause not in text else text
 
 
 def _report_unfinished_saves(directory: str) -> None:
