@@ -103,30 +103,41 @@ def checkpoint_options(**kwargs) -> ocp.CheckpointManagerOptions:
   return ocp.CheckpointManagerOptions(best_fn=lambda m: m[RANK][0], **kwargs)
 
 
-def _rank(manager: ocp.CheckpointManager, step: int):
-  """A step's ranking tuple, or None if unvalidated or unreadable (damaged)."""
+def saved_steps(directory: str) -> list:
+  """Steps under a checkpoints directory, oldest first (orbax names a step's
+  directory by its number; half-written ones carry a suffix)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def _rank(directory: str, step: int):
+  """A step's ranking tuple, or None if unvalidated or unreadable (damaged).
+
+  Read from the JSON orbax keeps at STEP/metrics/metrics, not through a
+  CheckpointManager, whose constructor fails on any damaged step.
+  """
   try:
-    metrics = manager.metrics(step)
-    return tuple(float(r) for r in metrics[RANK])
+    with open(os.path.join(directory, str(step), 'metrics', 'metrics')) as f:
+      return tuple(float(r) for r in json.load(f)[RANK])
   except Exception:  # pylint: disable=broad-except
     return None
 
 
-def best_step(manager: ocp.CheckpointManager):
-  """The kept step with the highest rank, or None before any validation."""
-  ranked = [(rank, s) for s in manager.all_steps()
-            if (rank := _rank(manager, s)) is not None]
+def best_step(directory: str):
+  """The step with the highest rank, or None before any validation."""
+  ranked = [(rank, s) for s in saved_steps(directory)
+            if (rank := _rank(directory, s)) is not None]
   return max(ranked)[1] if ranked else None
 
 
-def steps_by_preference(manager: ocp.CheckpointManager) -> list:
+def steps_by_preference(directory: str) -> list:
   """All steps, best first: validated ones by rank, then the rest newest first."""
-  steps = manager.all_steps()
-  ranked = sorted(((rank, s) for s in steps
-                   if (rank := _rank(manager, s)) is not None), reverse=True)
-  unranked = sorted((s for s in steps if _rank(manager, s) is None),
-                    reverse=True)
-  return [s for _, s in ranked] + unranked
+  ranks = {s: _rank(directory, s) for s in saved_steps(directory)}
+  ranked = sorted(((r, s) for s, r in ranks.items() if r is not None),
+                  reverse=True)
+  return ([s for _, s in ranked] +
+          sorted((s for s, r in ranks.items() if r is None), reverse=True))
 
 
 def first_intact_step(directory: str, steps) -> tuple:
@@ -163,24 +174,23 @@ def load_training_checkpoint(workdir: str, step: int | None = None):
   `step` asked for by number, or no intact step, raises CheckpointError.
   """
   directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
-  with ocp.CheckpointManager(directory, item_names=CHECKPOINT_ITEMS,
-                             options=checkpoint_options(read_only=True)
-                             ) as manager:
-    if step is None:
-      candidates = steps_by_preference(manager)
-    elif step in manager.all_steps():
-      candidates = [step]
-    else:
-      raise CheckpointError(f'no checkpoint step {step} in {directory} (steps '
-                            f'there: {list(manager.all_steps())})')
-    if not candidates:
-      raise CheckpointError(f'no checkpoint in {directory}')
-    chosen, damaged = first_intact_step(directory, candidates)
-    if chosen is None:
-      raise no_intact_step_error(directory, damaged)
-    report_damaged(directory, damaged, f'reading step {chosen} instead')
-    restored = manager.restore(chosen, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+  if step is None:
+    candidates = steps_by_preference(directory)
+  elif step in saved_steps(directory):
+    candidates = [step]
+  else:
+    raise CheckpointError(f'no checkpoint step {step} in {directory} (steps '
+                          f'there: {saved_steps(directory)})')
+  if not candidates:
+    raise CheckpointError(f'no checkpoint in {directory}')
+  chosen, damaged = first_intact_step(directory, candidates)
+  if chosen is None:
+    raise no_intact_step_error(directory, damaged)
+  report_damaged(directory, damaged, f'reading step {chosen} instead')
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    restored = checkpointer.restore(
+        os.path.join(directory, str(chosen)), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
   state, config = restored['state'], restored['config']
   config = config_from_json(json.dumps(config))
   variables = {'params': state['params'], 'constants': state['constants']}

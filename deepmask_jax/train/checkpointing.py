@@ -16,8 +16,9 @@ the step's checksums (models/checksums.py), so a step is trusted only once
 fully on disk. A failed save (disk full, read-only directory) stops training
 with a CheckpointError at the next save or at the end, and removes nothing
 older. On resume, damaged steps (truncated, missing or changed files, or no
-checksums) are named, moved to WORKDIR/damaged_checkpoints/ and the newest
-intact step is restored; with none intact the run stops, loading nothing.
+checksums) are named and moved to WORKDIR/damaged_checkpoints/ before orbax
+opens the directory, and the newest intact step is restored; with none intact
+the run stops, loading nothing.
 """
 
 import os
@@ -48,7 +49,8 @@ class Checkpoints:
     ])
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, store.TRAIN_CHECKPOINTS)
-    _report_unfinished_saves(self.directory)
+    _remove_unfinished_saves(self.directory)
+    self._set_aside_damaged()
     self._sealing = None  # The thread finishing the last save.
     self._failure = None  # (step, exception) of a save that failed.
     self._failure_reported = False
@@ -65,7 +67,7 @@ class Checkpoints:
 
   def best_step(self):
     """The kept step with the highest rank, or None before any validation."""
-    return store.best_step(self.manager)
+    return store.best_step(self.directory)
 
   def save(self, state, config, metrics: dict | None = None,
            rank: tuple | None = None) -> None:
@@ -114,27 +116,36 @@ class Checkpoints:
           f'{_one_line(err)}; training stopped. Earlier checkpoints are '
           f'untouched (steps on disk: {kept}).') from err
 
+  def _set_aside_damaged(self) -> None:
+    """Checks every saved step; moves damaged ones to WORKDIR/damaged_checkpoints.
+
+    Done before orbax opens the directory: its manager reads every step's
+    metadata when created and fails on a damaged one. Moving them also frees
+    their step numbers for the resumed run's saves. With no intact step left
+    nothing is moved and CheckpointError is raised.
+    """
+    steps = sorted(store.saved_steps(self.directory), reverse=True)
+    damaged = [(s, why) for s in steps if (why := checksums.find_damage(
+        os.path.join(self.directory, str(s))))]
+    if not damaged:
+      return
+    if len(damaged) == len(steps):
+      raise store.no_intact_step_error(self.directory, damaged)
+    newest = next(s for s in steps if s not in dict(damaged))
+    store.report_damaged(self.directory, damaged,
+                         f'moved to {os.path.join(self.workdir, DAMAGED)}; '
+                         f'the newest intact step is {newest}')
+    for step, _ in damaged:
+      self._move_aside(step)
+
   def restore(self, abstract_state, step: int | None = None):
     """Restores a TrainState shaped (and sharded) like `abstract_state`.
 
-    `step` defaults to the newest intact step; damaged newer steps are named
-    on stderr and moved to WORKDIR/damaged_checkpoints/ (so new saves can
-    take their step numbers). Raises CheckpointError, moving nothing, if no
-    step (or the `step` asked for) is intact.
+    `step` defaults to the latest; every step left in the directory passed
+    its checksums when this object was created.
     """
-    candidates = (sorted(self.manager.all_steps(), reverse=True)
-                  if step is None else [step])
-    chosen, damaged = store.first_intact_step(self.directory, candidates)
-    if chosen is None:
-      raise store.no_intact_step_error(self.directory, damaged)
-    if damaged:
-      store.report_damaged(self.directory, damaged,
-                           f'moved to {os.path.join(self.workdir, DAMAGED)}; '
-                           f'resuming from step {chosen}')
-      for bad, _ in damaged:
-        self._move_aside(bad)
-      self.manager.reload()
-    restored = self.manager.restore(chosen, args=ocp.args.Composite(
+    step = self.latest_step() if step is None else step
+    restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
     return restored['state']
 
@@ -175,12 +186,23 @@ def _one_line(err: Exception) -> str:
   return f'{cause} ({text})' if cause and cause not in text else text
 
 
-def _report_unfinished_saves(directory: str) -> None:
-  """Names the steps a crash left half-written (orbax deletes them next)."""
+def _remove_unfinished_saves(directory: str) -> None:
+  """Names and removes the steps a crash left half-written (orbax's temporary
+  directories; never listed as steps). Done here rather than by orbax's own
+  cleanup, which runs in the background and says nothing."""
   if not os.path.isdir(directory):
     return
   for name in sorted(os.listdir(directory)):
-    if name.endswith(_TMP_SUFFIX) or _TMP_SUFFIX + '-' in name:
+    if _TMP_SUFFIX in name:
       print(f'checkpoint {name} in {directory} was left half-written by an '
-            'interrupted save; it is removed (never restored)',
+            'interrupted save; removing it (it is never restored)',
             file=sys.stderr, flush=True)
+      shutil.rmtree(os.path.join(directory, name), onerror=_unless_gone)
+
+
+def _unless_gone(function, path, exc_info) -> None:
+  """rmtree's error hook: a file that vanished meanwhile (a lock tensorstore
+  releases late) is fine, anything else is raised."""
+  del function, path
+  if not issubclass(exc_info[0], FileNotFoundError):
+    raise exc_info[1]

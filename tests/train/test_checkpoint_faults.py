@@ -99,25 +99,33 @@ def drop_step_metadata(workdir, step):
   os.remove(os.path.join(step_dir(workdir, step), '_CHECKPOINT_METADATA'))
 
 
+def garble_metrics(workdir, step):
+  """A cut metrics json (orbax's CheckpointManager fails to open on it)."""
+  path = os.path.join(step_dir(workdir, step), 'metrics', 'metrics')
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) - 3)
+
+
 DAMAGE = {
     truncate: 'truncated',
     delete_array_file: 'is missing',
     flip_byte: 'does not match its checksum',
     drop_checksums: 'no checksums.json',
     drop_step_metadata: '_CHECKPOINT_METADATA is missing',
+    garble_metrics: 'metrics/metrics has',
 }
 
 
 @pytest.mark.parametrize('damage', DAMAGE, ids=lambda f: f.__name__)
 def test_resume_passes_over_a_damaged_newest_step(damage, tmp_path, capfd):
-  save_steps(tmp_path, {2: None, 4: None})
+  save_steps(tmp_path, {2: 0.5, 4: 0.9})
   damage(tmp_path, 4)
   state = restore(tmp_path)
   assert int(state.step) == 2
   np.testing.assert_array_equal(state.params['w'], tiny_state(2).params['w'])
   err = capfd.readouterr().err
   assert 'checkpoint step 4 in' in err and DAMAGE[damage] in err, err
-  assert 'resuming from step 2' in err
+  assert 'the newest intact step is 2' in err
   # The damaged step is kept aside, so the resumed run can save step 4 again.
   assert os.listdir(tmp_path / DAMAGED) == ['4']
   save_steps(tmp_path, {4: None})
@@ -212,8 +220,9 @@ def test_a_read_only_directory_stops_training(tmp_path):
 
 
 def test_evaluation_reads_the_best_intact_step(tmp_path, capfd):
-  save_steps(tmp_path, {2: 0.5, 4: 0.9, 6: None})
+  save_steps(tmp_path, {2: 0.5, 4: 0.9, 6: 0.7})
   flip_byte(tmp_path, 4)
+  garble_metrics(tmp_path, 6)  # Unranked now, and no longer the second best.
   variables, config = store.load_training_checkpoint(str(tmp_path))
   assert config.note == 'tiny'
   np.testing.assert_array_equal(variables['params']['b'],
@@ -224,6 +233,8 @@ def test_evaluation_reads_the_best_intact_step(tmp_path, capfd):
   with pytest.raises(CheckpointError, match='step 4: .*checksum'):
     store.load_training_checkpoint(str(tmp_path), step=4)
   truncate(tmp_path, 2)
+  with pytest.raises(CheckpointError, match='step 6: metrics/metrics has'):
+    store.load_model(str(tmp_path))  # Tried after the ranked steps.
   drop_checksums(tmp_path, 6)
   with pytest.raises(CheckpointError, match='no usable checkpoint'):
     store.load_model(str(tmp_path))
