@@ -9,19 +9,25 @@ proposal CLI and as `config.trunk_init` / `config.deepmask_checkpoint`):
 A training workdir is accepted too: its best-ranked (else latest) checkpoint
 under `WORKDIR/checkpoints/<step>/{state,config}` is read, with the config
 saved beside it (deepmask_jax/train/checkpointing.py writes them; this module
-only reads, so the model layer needs nothing from the training layer). Nothing here unpickles: orbax stores arrays in
-tensorstore/OCDBT and the config is JSON, so an untrusted model file cannot
-execute code.
+only reads, so the model layer needs nothing from the training layer). A step
+is read only if its files match the checksums saved with it
+(deepmask_jax/models/checksums.py); damaged steps are named and passed over.
+Nothing here unpickles: orbax stores arrays in tensorstore/OCDBT and the
+config is JSON, so an untrusted model file cannot execute code.
 """
 
 import json
 import os
 import shutil
+import sys
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from deepmask_jax.errors import CheckpointError
+from deepmask_jax.models import checksums
 
 VARIABLES = 'variables'
 CONFIG = 'config.json'
@@ -97,33 +103,98 @@ def checkpoint_options(**kwargs) -> ocp.CheckpointManagerOptions:
   return ocp.CheckpointManagerOptions(best_fn=lambda m: m[RANK][0], **kwargs)
 
 
-def best_step(manager: ocp.CheckpointManager):
-  """The kept step with the highest rank, or None before any validation."""
-  ranked = [(tuple(m[RANK]), s) for s in manager.all_steps()
-            if (m := manager.metrics(s)) and RANK in m]
+def saved_steps(directory: str) -> list:
+  """Steps under a checkpoints directory, oldest first (orbax names a step's
+  directory by its number; half-written ones carry a suffix)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def _rank(directory: str, step: int):
+  """A step's ranking tuple, or None if unvalidated or unreadable (damaged).
+
+  Read from the JSON orbax keeps at STEP/metrics/metrics, not through a
+  CheckpointManager, whose constructor fails on any damaged step.
+  """
+  try:
+    with open(os.path.join(directory, str(step), 'metrics', 'metrics')) as f:
+      return tuple(float(r) for r in json.load(f)[RANK])
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def best_step(directory: str):
+  """The step with the highest rank, or None before any validation."""
+  ranked = [(rank, s) for s in saved_steps(directory)
+            if (rank := _rank(directory, s)) is not None]
   return max(ranked)[1] if ranked else None
+
+
+def steps_by_preference(directory: str) -> list:
+  """All steps, best first: validated ones by rank, then the rest newest first."""
+  ranks = {s: _rank(directory, s) for s in saved_steps(directory)}
+  ranked = sorted(((r, s) for s, r in ranks.items() if r is not None),
+                  reverse=True)
+  return ([s for _, s in ranked] +
+          sorted((s for s, r in ranks.items() if r is None), reverse=True))
+
+
+def first_intact_step(directory: str, steps) -> tuple:
+  """(first step of `steps` whose files match its checksums or None,
+  [(step, why) of the damaged steps tried before it])."""
+  damaged = []
+  for step in steps:
+    why = checksums.find_damage(os.path.join(directory, str(step)))
+    if why is None:
+      return step, damaged
+    damaged.append((step, why))
+  return None, damaged
+
+
+def report_damaged(directory: str, damaged, action: str) -> None:
+  """One line on stderr per damaged step: which, why, and what was done."""
+  for step, why in damaged:
+    print(f'checkpoint step {step} in {directory} is damaged: {why}; {action}',
+          file=sys.stderr, flush=True)
+
+
+def no_intact_step_error(directory: str, damaged) -> CheckpointError:
+  listed = '; '.join(f'step {step}: {why}' for step, why in damaged)
+  return CheckpointError(f'no usable checkpoint in {directory} ({listed}); '
+                         'nothing was loaded')
 
 
 def load_training_checkpoint(workdir: str, step: int | None = None):
   """Model variables and config from a training workdir (no optimiser state).
 
   Returns ({'params', 'constants'} of numpy arrays, ConfigDict). `step`
-  defaults to the best-ranked validated checkpoint, else the latest.
+  defaults to the best-ranked intact validated checkpoint, else the latest
+  intact one; damaged steps are named on stderr and passed over. A damaged
+  `step` asked for by number, or no intact step, raises CheckpointError.
   """
   directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
-  with ocp.CheckpointManager(directory, item_names=CHECKPOINT_ITEMS,
-                             options=checkpoint_options(read_only=True)
-                             ) as manager:
-    if step is None:
-      step = best_step(manager) or manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'no checkpoint in {directory}')
-    # A checkpoint written by several processes records their devices; the
-    # fallback reads it on this process's first device instead.
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(fallback_sharding=local),
-        config=ocp.args.JsonRestore()))
+  if step is None:
+    candidates = steps_by_preference(directory)
+  elif step in saved_steps(directory):
+    candidates = [step]
+  else:
+    raise CheckpointError(f'no checkpoint step {step} in {directory} (steps '
+                          f'there: {saved_steps(directory)})')
+  if not candidates:
+    raise CheckpointError(f'no checkpoint in {directory}')
+  chosen, damaged = first_intact_step(directory, candidates)
+  if chosen is None:
+    raise no_intact_step_error(directory, damaged)
+  report_damaged(directory, damaged, f'reading step {chosen} instead')
+  # A checkpoint written by several processes records their devices; the
+  # fallback reads it on this process's first device instead.
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    restored = checkpointer.restore(
+        os.path.join(directory, str(chosen)), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(fallback_sharding=local),
+            config=ocp.args.JsonRestore()))
   state, config = restored['state'], restored['config']
   config = config_from_json(json.dumps(config))
   variables = {'params': state['params'], 'constants': state['constants']}
