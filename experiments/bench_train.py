@@ -5,9 +5,11 @@ r"""Training throughput (patches/s) of the jitted data-parallel step, in-memory 
 
 Feeds random batches shaped like the input pipeline's (no TensorFlow, so it
 runs on the device machine too), alternating mask and score batches as
-`patch.hfreq` draws them, over all local devices. Prints compile time,
-steady-state patches/s overall and per head, and the device. Any config
-field can be overridden: --config.batch_size=64 --config.dtype=bfloat16.
+`patch.hfreq` draws them, over all local devices. Measures each compute dtype
+of --dtypes (float32 and bfloat16 by default; `config.dtype` is ignored) in
+one run and prints, per dtype, compile time and steady-state patches/s
+overall and per head, then the bf16/float32 speed ratio. Any other config
+field can be overridden: --config.batch_size=64.
 """
 
 import time
@@ -24,6 +26,7 @@ from deepmask_jax.train.trainer import setup
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.')
 flags.DEFINE_integer('steps', 10, 'Timed steps (after one warm-up per head).')
+flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
 flags.mark_flags_as_required(['config'])
 
 
@@ -37,12 +40,8 @@ def random_batch(config, head: str, rng: np.random.Generator) -> dict:
           'is_mask': np.bool_(head == 'mask')}
 
 
-def main(argv):
-  del argv
-  config = FLAGS.config
-  if config.model == 'sharpmask':
-    raise app.UsageError('benchmark DeepMask configs (SharpMask needs a '
-                         'trained DeepMask checkpoint)')
+def measure(config, steps: int) -> dict:
+  """{'compile_s', 'per_head': {head: patches/s}, 'mixed': patches/s}."""
   _, runner, state = setup(config, get_family(config.model))
   state = runner.replicate(state)
   rng = np.random.default_rng(0)
@@ -56,25 +55,42 @@ def main(argv):
   seconds = {}
   for head in heads:
     started = time.perf_counter()
-    for _ in range(FLAGS.steps):
+    for _ in range(steps):
       state, metrics = runner.step(state, batches[head], head)
     jax.block_until_ready(metrics)
     seconds[head] = time.perf_counter() - started
-  patches = FLAGS.steps * config.batch_size
+  patches = steps * config.batch_size
   per_head = {h: patches / s for h, s in seconds.items()}
   # The training mix: a fraction hfreq of score batches.
   mix = {'mask': 1 - config.patch.hfreq, 'score': config.patch.hfreq}
   mixed = 1 / sum(mix[h] / per_head[h] for h in heads)
+  return {'compile_s': compile_s, 'per_head': per_head, 'mixed': mixed}
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  if config.model == 'sharpmask':
+    raise app.UsageError('benchmark DeepMask configs (SharpMask needs a '
+                         'trained DeepMask checkpoint)')
   print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()} '
         f'({jax.default_backend()})')
   print(f'model: {config.model}, trunk widths {tuple(config.trunk.widths)} '
         f'depths {tuple(config.trunk.depths)}, patch '
-        f'{patch_side(config)} px, batch '
-        f'{config.batch_size}, dtype {config.dtype}, {config.parallel}')
-  print(f'compile + first steps: {compile_s:.1f} s')
-  for head, rate in per_head.items():
-    print(f'{head} batches: {rate:.1f} patches/s')
-  print(f'training mix (hfreq {config.patch.hfreq}): {mixed:.1f} patches/s')
+        f'{patch_side(config)} px, batch {config.batch_size}, '
+        f'{config.parallel}, {FLAGS.steps} timed steps per head')
+  rates = {}
+  for dtype in FLAGS.dtypes:
+    config.dtype = dtype
+    figures = measure(config, FLAGS.steps)
+    rates[dtype] = figures['mixed']
+    heads = ', '.join(f'{head} batches {rate:.1f}'
+                      for head, rate in figures['per_head'].items())
+    print(f'{dtype}: compile + first steps {figures["compile_s"]:.1f} s; '
+          f'{heads}; training mix (hfreq {config.patch.hfreq}) '
+          f'{figures["mixed"]:.1f} patches/s', flush=True)
+  if {'float32', 'bfloat16'} <= set(rates):
+    print(f'bfloat16 / float32 speed: {rates["bfloat16"] / rates["float32"]:.2f}x')
 
 
 if __name__ == '__main__':

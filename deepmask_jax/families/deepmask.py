@@ -49,7 +49,8 @@ class DeepMaskFamily(Family):
   name = 'deepmask'
   validation_name = 'val_per_patch'
   sample_name = 'patches'
-  eval_overrides = Family.eval_overrides + ('patch.flip',)
+  # dtype: a model trained in either precision may be evaluated in the other.
+  eval_overrides = Family.eval_overrides + ('patch.flip', 'dtype')
 
   def build_model(self, config):
     return deepmask_from_config(config)

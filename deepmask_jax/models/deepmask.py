@@ -9,6 +9,11 @@ One set of parameters drives two forms:
     linear as a VALID conv and the heads as 1x1 convs, stride 16.
 The 12800->512 linear is stored as an HWIO conv kernel [fSz, fSz, 128, 512];
 in the patch form it sees exactly one fSz x fSz window, so it *is* the linear.
+
+Mixed precision (`dtype=bfloat16`): parameters stay float32 and every conv and
+matmul computes in `dtype` (frozen BN as an affine in `dtype` too); the mask
+and score logits leave the heads as float32, so losses, sigmoids, top-k and
+paste thresholds never see bf16 rounding beyond the heads' own.
 """
 
 from typing import Any, Sequence
@@ -93,19 +98,21 @@ class DeepMask(nn.Module):
     return features, self.embed(x)
 
   def mask_logits(self, embedding: jax.Array) -> jax.Array:
-    """[..., 512] -> [..., oSz, oSz] (row-major: output i*oSz + j is pixel i, j)."""
-    flat = self.mask_head(embedding)
+    """[..., 512] -> [..., oSz, oSz] float32 (row-major: output i*oSz + j is
+    pixel i, j)."""
+    flat = self.mask_head(embedding).astype(jnp.float32)
     return flat.reshape(flat.shape[:-1] + (self.mask_size, self.mask_size))
 
   def score_logits(self, embedding: jax.Array, train: bool = False) -> jax.Array:
-    """[..., 512] -> [...]: dropout, 1024, threshold-ReLU, dropout, 1."""
+    """[..., 512] -> [...] float32: dropout, 1024, threshold-ReLU, dropout, 1."""
     x = self.score_dropout(embedding, deterministic=not train)
     x = threshold_relu(self.score_hidden_layer(x))
     x = self.score_dropout(x, deterministic=not train)
-    return self.score_out(x)[..., 0]
+    return self.score_out(x)[..., 0].astype(jnp.float32)
 
   def __call__(self, images: jax.Array, train: bool = False):
-    """Patch form. images [B, wSz, wSz, 3] -> {'mask': [B, gSz, gSz], 'score': [B]}."""
+    """Patch form. images [B, wSz, wSz, 3] -> float32 logits {'mask':
+    [B, gSz, gSz], 'score': [B]} (the upsampling runs on float32 logits)."""
     _, embedding = self.encode(images, crop=True)
     embedding = embedding[:, 0, 0, :]
     mask = self.mask_logits(embedding)
@@ -116,8 +123,8 @@ class DeepMask(nn.Module):
   def dense(self, images: jax.Array):
     """Fully convolutional form on [B, H, W, 3] (H, W multiples of 16).
 
-    Returns {'score': [B, H', W'], 'mask': [B, H', W', oSz, oSz],
-    'embedding': [B, H', W', 512]} with H' = H/16 - fSz + 1. Position (r, c)
+    Returns {'score': [B, H', W'], 'mask': [B, H', W', oSz, oSz] (float32
+    logits), 'embedding': [B, H', W', 512] (in `dtype`)} with H' = H/16 - fSz + 1. Position (r, c)
     is the window whose cropped layer3 cells are [r, r + fSz) x [c, c + fSz).
     """
     _, embedding = self.encode(images, crop=False)

@@ -92,13 +92,14 @@ class Refinement(nn.Module):
             for net, (name, _, pixels) in zip(self.horizontals, SKIP_SOURCES)]
 
   def refine(self, embedding: jax.Array, horizontals: list) -> jax.Array:
-    """[B, 512] and four skip maps aligned with the window -> [B, S, S] logits."""
+    """[B, 512] and four skip maps aligned with the window -> [B, S, S] float32
+    logits (computed in `dtype`)."""
     fsz = self.feature_size
     m = self.encoding(embedding).reshape(-1, self.km, fsz, fsz)
     m = m.transpose(0, 2, 3, 1)  # Torch View(C, H, W) -> NHWC.
     for vertical, h in zip(self.verticals, horizontals):
       m = upsample_nearest_2x(nn.relu(h + vertical(m)))
-    return self.final(m)[..., 0]
+    return self.final(m)[..., 0].astype(jnp.float32)
 
   def __call__(self, features: dict, embedding: jax.Array) -> jax.Array:
     return self.refine(embedding, self.horizontal(features, crop=True))

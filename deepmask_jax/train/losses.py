@@ -4,7 +4,9 @@
 the reference multiplies the gradient by the batch size, so the objective is
 the per-sample pixel mean *summed* over the batch; on score batches it is the
 batch mean. The score loss therefore weighs exactly 1/batch (1/32) against
-the mask loss, the NIPS paper's lambda.
+the mask loss, the NIPS paper's lambda. The losses run in float32 whatever
+the model's compute dtype (bf16 models hand float32 logits; any others are
+cast).
 
 Data parallel form: every device sees `local` samples of a `global_batch`;
 each function returns the device's share such that the mean over devices
