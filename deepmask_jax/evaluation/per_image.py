@@ -11,6 +11,7 @@ Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
 proposal_metrics.json.
 """
 
+import collections
 import contextlib
 import io
 import os
@@ -60,20 +61,28 @@ def evaluate_per_image(generator, json_path: str, image_dir: str,
   category_id = proposal_category_id(coco)
   segm, bbox, failed = [], [], []
   start = time.perf_counter()
-  for image_id in tqdm(image_ids, desc='images', disable=not verbose):
-    info = coco.loadImgs(image_id)[0]
-    try:
-      image = read_image(os.path.join(image_dir, info['file_name']))
-    except OSError as error:
-      print(f'cannot read {info["file_name"]}: {error}; it is evaluated '
-            'with no proposals')
-      failed.append(info['file_name'])
-      continue
-    if image.shape[:2] != (info['height'], info['width']):
-      raise ValueError(
-          f'{info["file_name"]} is {image.shape[1]}x{image.shape[0]} but the '
-          f'annotations say {info["width"]}x{info["height"]}')
-    proposals = generator.propose_encoded([image])[0]
+  evaluated = collections.deque()  # Ids handed to the stream, in order.
+
+  def images():
+    for image_id in image_ids:
+      info = coco.loadImgs(image_id)[0]
+      try:
+        image = read_image(os.path.join(image_dir, info['file_name']))
+      except OSError as error:
+        print(f'cannot read {info["file_name"]}: {error}; it is evaluated '
+              'with no proposals')
+        failed.append(info['file_name'])
+        continue
+      if image.shape[:2] != (info['height'], info['width']):
+        raise ValueError(
+            f'{info["file_name"]} is {image.shape[1]}x{image.shape[0]} but '
+            f'the annotations say {info["width"]}x{info["height"]}')
+      evaluated.append(image_id)
+      yield image
+
+  for proposals in tqdm(generator.stream(images()), desc='images',
+                        total=len(image_ids), disable=not verbose):
+    image_id = evaluated.popleft()
     categories = (category_id if proposals.category_ids is None
                   else proposals.category_ids)
     segm += segm_results(image_id, proposals.rles, proposals.scores,
