@@ -33,15 +33,19 @@ included), seconds per image and the AR figures.
 
 import argparse
 import json
-import time
-
 import os
+import pathlib
+import sys
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from pycocotools import mask as mask_utils
+
+# This checkout's package, not an installed one (imports below follow).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.evaluation.per_image import evaluate_per_image
