@@ -21,6 +21,7 @@ Unreadable files are reported by name and skipped. Runs on the GPU when JAX
 has one, else on the CPU (--platform=cpu forces it).
 """
 
+import collections
 import glob
 import json
 import os
@@ -39,6 +40,7 @@ from deepmask_jax.evaluation.results_json import (bbox_results, segm_results,
                                                   write_results)
 from deepmask_jax.inference.api import read_image
 from deepmask_jax.inference.overlay import save_overlay
+from deepmask_jax.inference.streaming import prefetch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', None, 'Model directory or training workdir.')
@@ -81,6 +83,14 @@ def _overlay(image, proposals, count, names, path):
                proposals.scores[:count], labels)
 
 
+def _read(path: str):
+  """(path, image, None), or (path, None, reason) for an unreadable file."""
+  try:
+    return path, read_image(path), None
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
+    return path, None, f'{type(error).__name__}: {error}'
+
+
 def propose_images(generator, paths: Sequence[str], out_dir: str,
                    overlays: int = 20, progress: bool = True) -> dict:
   """Runs `generator` on image files and writes the outputs (module doc).
@@ -94,15 +104,22 @@ def propose_images(generator, paths: Sequence[str], out_dir: str,
   segm, bbox, images, skipped = [], [], [], []
   names = {c['id']: c['name'] for c in generator.categories}
   single = generator.categories[0]['id']  # Class-agnostic results take it.
-  for path in tqdm(paths, desc='images', unit='img', disable=not progress):
-    try:
-      image = read_image(path)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-      skipped.append((path, f'{type(error).__name__}: {error}'))
-      tqdm.write(f'skipped {path}: cannot read it as an image ({error})')
-      continue
+  read = collections.deque()  # (path, image) handed to the stream, in order.
+
+  def readable_images():
+    """Images read on host threads ahead of the stream; unreadable skipped."""
+    for path, image, error in prefetch(_read, paths, workers=2, depth=8):
+      if error:
+        skipped.append((path, error))
+        tqdm.write(f'skipped {path}: cannot read it as an image ({error})')
+        continue
+      read.append((path, image))
+      yield image
+
+  for proposals in tqdm(generator.stream(readable_images()), desc='images',
+                        unit='img', total=len(paths), disable=not progress):
+    path, image = read.popleft()
     image_id = len(images) + 1
-    proposals = generator.propose_encoded([image])[0]
     images.append({'id': image_id, 'file_name': os.path.abspath(path),
                    'height': image.shape[0], 'width': image.shape[1]})
     categories = (single if proposals.category_ids is None

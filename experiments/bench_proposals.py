@@ -1,17 +1,26 @@
-r"""Proposal throughput: images/s of DeepMask and SharpMask, split by stage.
+r"""Proposal throughput: images/s of DeepMask and SharpMask, per image and
+streamed, with the share of time each stage is busy.
 
     python experiments/bench_proposals.py [--models deepmask,sharpmask]
-        [--images 3] [--num_proposals 1000] [--model_dir DIR] [--tiny]
-        [--json out.json] [--coco_pass ../shared/data/coco_tiny]
+        [--images 8] [--per_call 1,2,4] [--num_proposals 1000]
+        [--encode_workers 2] [--model_dir DIR] [--tiny] [--json out.json]
+        [--coco_pass ../shared/data/coco_tiny]
 
-Each model runs on 640x480 images (random pixels with a few bright
-rectangles) with 1000 proposals per image, after one warm-up image that pays
-for the compilations. Stages, each timed to completion:
-  network  pyramid canvases, trunk + score maps, top-k merge, mask decoding
-           (DeepMask mask head or SharpMask refinement);
-  paste    resizing, thresholding and pasting the K masks at 640x480, and
-           copying them to the host;
-  rle/json pycocotools RLE encoding, toBbox and the COCO results JSON text.
+Each model runs on a stream of --images 640x480 images (random pixels with a
+few bright rectangles), 1000 proposals per image, RLE and COCO results JSON
+text included, after a warm-up that pays for the compilations. In one run:
+  before   `propose_one` image after image (the per-image path). Its stages,
+           each timed to completion, add up to the total:
+             network  pyramid canvases, trunk + score maps, top-k merge,
+                      mask decoding (mask head or SharpMask refinement);
+             paste    pasting the K masks at 640x480, host copy;
+             rle/json pycocotools RLE, toBbox, results JSON text.
+  after    `ProposalGenerator.stream` over the same images, once per
+           --per_call value (images whose pyramid levels share device
+           calls). Stage shares are busy seconds / wall seconds: prepare
+           (host threads), device (dispatch and waits for the rankings),
+           fetch (mask copies), encode (worker processes), json (the
+           caller); shares add up to more than 1 when stages overlap.
 Without --model_dir the models are the full ResNet-50 DeepMask / SharpMask
 with random weights (speed does not depend on the weights); --tiny uses a
 tiny trunk for a quick smoke run.
@@ -24,20 +33,25 @@ included), seconds per image and the AR figures.
 
 import argparse
 import json
-import time
-
 import os
+import pathlib
+import sys
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from pycocotools import mask as mask_utils
 
+# This checkout's package, not an installed one (imports below follow).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.evaluation.results_json import segm_results
 from deepmask_jax.inference.api import ProposalGenerator
+from deepmask_jax.inference.streaming import StageClock
 from deepmask_jax.families import build_model
 from deepmask_jax.models.store import load_model
 
@@ -91,7 +105,7 @@ def coco_pass(kind: str, args) -> dict:
 
 
 def time_image(generator: ProposalGenerator, image: np.ndarray) -> dict:
-  """Seconds per stage for one image."""
+  """Seconds per stage of the per-image path for one image."""
   start = time.perf_counter()
   [windows] = generator.run_network([image])
   jax.block_until_ready(windows.windows.logits)
@@ -108,35 +122,82 @@ def time_image(generator: ProposalGenerator, image: np.ndarray) -> dict:
           'rle/json': encoded - pasted, 'total': encoded - start}
 
 
-def run(kind: str, args) -> dict:
-  generator = ProposalGenerator(*make_model(kind, args),
-                                num_proposals=args.num_proposals)
-  warmup = time_image(generator, benchmark_image(0))
-  times = [time_image(generator, benchmark_image(i + 1))
-           for i in range(args.images)]
-  mean = {stage: float(np.mean([t[stage] for t in times]))
-          for stage in times[0]}
-  return {'model': kind, 'images': args.images,
-          'seconds': mean, 'images_per_second': 1.0 / mean['total'],
-          'warmup_seconds': warmup['total'],
+def per_image(generator: ProposalGenerator, images) -> dict:
+  """The per-image path over the stream: images/s and stage shares."""
+  time_image(generator, images[0])  # Compiles.
+  times = [time_image(generator, image) for image in images]
+  total = {stage: float(np.sum([t[stage] for t in times]))
+           for stage in times[0]}
+  return {'images_per_second': len(images) / total['total'],
+          'seconds_per_image': total['total'] / len(images),
+          'shares': {stage: seconds / total['total']
+                     for stage, seconds in total.items() if stage != 'total'},
           'compilations': generator.compilations}
 
 
-def table(rows: list[dict]) -> str:
-  lines = ['| model | network s | paste s | rle/json s | total s | images/s |',
-           '|---|---|---|---|---|---|']
+def streamed(generator: ProposalGenerator, images) -> dict:
+  """`stream` over the images (after a warm-up group): images/s, shares."""
+  warmup = images[:generator.settings.images_per_call]
+  for _ in generator.stream(warmup):
+    pass
+  clock = StageClock()
+  start = time.perf_counter()
+  count = 0
+  for proposals in generator.stream(iter(images), clock):
+    with clock.timing('json'):
+      text = json.dumps(segm_results(count + 1, proposals.rles,
+                                     proposals.scores, 1))
+    assert text and len(proposals.rles)
+    count += 1
+  wall = time.perf_counter() - start
+  return {'images_per_call': generator.settings.images_per_call,
+          'images_per_second': count / wall, 'seconds_per_image': wall / count,
+          'shares': clock.shares(), 'compilations': generator.compilations}
+
+
+def run(kind: str, args) -> dict:
+  model, variables, config = make_model(kind, args)
+  images = [benchmark_image(i) for i in range(args.images)]
+  generator = lambda **settings: ProposalGenerator(
+      model, variables, config, num_proposals=args.num_proposals,
+      encode_workers=args.encode_workers, **settings)
+  before = per_image(generator(), images)
+  after = [streamed(generator(images_per_call=n), images)
+           for n in map(int, args.per_call.split(','))]
+  return {'model': kind, 'images': args.images, 'before': before,
+          'after': after}
+
+
+def shares_text(shares: dict) -> str:
+  return ', '.join(f'{stage} {share:.0%}' for stage, share in shares.items())
+
+
+def report(rows: list[dict]) -> str:
+  lines = ['| model | path | images/call | images/s | s/image | busy share '
+           'per stage |', '|---|---|---|---|---|---|']
   for row in rows:
-    s = row['seconds']
-    lines.append(f"| {row['model']} | {s['network']:.3f} | {s['paste']:.3f} "
-                 f"| {s['rle/json']:.3f} | {s['total']:.3f} "
-                 f"| {row['images_per_second']:.2f} |")
+    before = row['before']
+    lines.append(f"| {row['model']} | per image | 1 | "
+                 f"{before['images_per_second']:.3f} | "
+                 f"{before['seconds_per_image']:.3f} | "
+                 f"{shares_text(before['shares'])} |")
+    for after in row['after']:
+      lines.append(f"| {row['model']} | streamed | {after['images_per_call']} "
+                   f"| {after['images_per_second']:.3f} | "
+                   f"{after['seconds_per_image']:.3f} | "
+                   f"{shares_text(after['shares'])} |")
   return '\n'.join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--models', default='deepmask,sharpmask')
-  parser.add_argument('--images', type=int, default=3)
+  parser.add_argument('--images', type=int, default=8,
+                      help='images in the timed stream')
+  parser.add_argument('--per_call', default='1,2,4',
+                      help='images per device call to try when streaming')
+  parser.add_argument('--encode_workers', type=int, default=2,
+                      help='RLE-encoding processes when streaming')
   parser.add_argument('--num_proposals', type=int, default=1000)
   parser.add_argument('--model_dir', default='')
   parser.add_argument('--tiny', action='store_true')
@@ -159,11 +220,12 @@ def main():
   rows = [run(kind, args) for kind in args.models.split(',')]
   print(f'device: {device.platform} ({device.device_kind}), '
         f'{HEIGHT}x{WIDTH} images, {args.num_proposals} proposals, '
-        f'mean of {args.images} images after one warm-up')
-  print(table(rows))
+        f'streams of {args.images} images after a warm-up')
+  print(report(rows))
   for row in rows:
-    print(f"{row['model']}: warm-up (with compilation) "
-          f"{row['warmup_seconds']:.1f} s; compilations {row['compilations']}")
+    print(f"{row['model']} programs compiled: per image "
+          f"{row['before']['compilations']}; streamed "
+          f"{[a['compilations'] for a in row['after']]}")
   if args.json:
     with open(args.json, 'w') as f:
       json.dump({'device': str(device), 'rows': rows}, f, indent=2)

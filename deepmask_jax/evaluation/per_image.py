@@ -17,6 +17,7 @@ the results of all processes are gathered, and every process scores the whole
 split; only process 0 writes the files.
 """
 
+import collections
 import json
 import os
 import time
@@ -68,6 +69,17 @@ def read_scored_image(record: coco_json.ImageRecord,
   return image
 
 
+def _readable_images(ground_truth: GroundTruth, image_ids, left_out: LoadReport,
+                     handed_out: collections.deque):
+  """Yields the [H, W, 3] uint8 images of `image_ids` that can be read,
+  appending each id to `handed_out`; the others are named in `left_out`."""
+  for image_id in image_ids:
+    image = read_scored_image(ground_truth.image(image_id), left_out)
+    if image is not None:
+      handed_out.append(image_id)
+      yield image
+
+
 def gather_from_processes(records) -> list:
   """[process 0's records, process 1's, ...] of JSON-serialisable `records`."""
   if jax.process_count() == 1:
@@ -78,6 +90,21 @@ def gather_from_processes(records) -> list:
   padded[:data.size] = data
   rows = multihost_utils.process_allgather(padded)
   return [json.loads(row[:size].tobytes()) for row, size in zip(rows, sizes)]
+
+
+def _from_every_process(segm: list, bbox: list, scored: list,
+                        left_out: LoadReport):
+  """(segm, bbox, scored ids, left_out) of all processes, as one process
+  would have them."""
+  parts = gather_from_processes(
+      [segm, bbox, scored, {r: left_out.items[r] for r in left_out.counts}])
+  every_left_out = LoadReport()
+  for part in parts:
+    for reason, names in part[3].items():
+      for name in names:
+        every_left_out.add(reason, name)
+  return (_merged(p[0] for p in parts), _merged(p[1] for p in parts),
+          sorted(i for part in parts for i in part[2]), every_left_out)
 
 
 def _merged(parts: list) -> list:
@@ -122,12 +149,12 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
   verbose = verbose and primary
   local_ids = image_ids[jax.process_index()::jax.process_count()]
   start = time.perf_counter()
-  for image_id in tqdm(local_ids, desc='images', disable=not verbose):
-    image = read_scored_image(ground_truth.image(image_id), left_out)
-    if image is None:
-      continue
+  handed_out = collections.deque()  # Ids given to the stream, in order.
+  images = _readable_images(ground_truth, local_ids, left_out, handed_out)
+  for proposals in tqdm(generator.stream(images), desc='images',
+                        total=len(local_ids), disable=not verbose):
+    image_id = handed_out.popleft()
     scored.append(image_id)
-    proposals = generator.propose_encoded([image])[0]
     categories = (category_id if proposals.category_ids is None
                   else proposals.category_ids)
     segm += segm_results(image_id, proposals.rles, proposals.scores,
@@ -135,15 +162,8 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
                          categories)
   seconds = time.perf_counter() - start
-  parts = gather_from_processes(
-      [segm, bbox, scored, {r: left_out.items[r] for r in left_out.counts}])
-  segm, bbox = _merged(p[0] for p in parts), _merged(p[1] for p in parts)
-  scored = sorted(i for part in parts for i in part[2])
-  left_out = LoadReport()
-  for part in parts:
-    for reason, names in part[3].items():
-      for name in names:
-        left_out.add(reason, name)
+  segm, bbox, scored, left_out = _from_every_process(segm, bbox, scored,
+                                                    left_out)
   if not scored:
     raise DataError(f'{ground_truth.json_path}: none of its {len(image_ids)} '
                     f'images could be read ({left_out.headline()}; first: '

@@ -8,20 +8,22 @@
 
 `propose(images)` takes several images at once (canvases of the same shape
 run as one batch); `propose_encoded(images)` returns pycocotools RLEs instead
-of dense masks, pasting in bounded chunks, which is what the COCO JSON writers
-and the CLI use. Grayscale ([H, W] or [H, W, 1]) and RGBA images are accepted
+of dense masks, pasting in bounded chunks; `propose_one(image)` is that for
+one image, stage after stage. `stream(images)` gives the same results for any
+iterable of images with every stage busy at once (host preparation threads,
+shared device calls, encoding processes; see its docstring), which is what
+the CLI and per-image evaluation use. Grayscale ([H, W] or [H, W, 1]) and RGBA images are accepted
 (alpha is dropped).
 """
 
 import collections
 import dataclasses
 import math
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import jax
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from deepmask_jax.inference.defaults import inference_config
 from deepmask_jax.inference.paste import MaskPaster, num_taps
@@ -29,6 +31,10 @@ from deepmask_jax.inference.proposals import (ProposalNetwork, WindowLogits,
                                               fetch_rankings, merge_levels)
 from deepmask_jax.inference.pyramid import (GREY, Level, build_canvas,
                                             plan_levels, pyramid_scales)
+from deepmask_jax.inference.rle import (boxes_of, encode_column_major,
+                                        encode_packed)
+from deepmask_jax.inference.streaming import (StageClock, chunked, prefetch,
+                                              process_pool)
 
 
 @dataclasses.dataclass
@@ -116,7 +122,7 @@ class ProposalGenerator:
     self.network = ProposalNetwork(
         model, config.patch.mean, config.patch.std,
         self.settings.num_proposals, self.settings.decode_chunk,
-        self.settings.use_deepmask_masks)
+        self.settings.use_deepmask_masks, self.settings.batch_invariant)
     deepmask = self.network.deepmask
     self.object_window = deepmask.object_window
     self.border = deepmask.object_window // 2
@@ -144,18 +150,29 @@ class ProposalGenerator:
     return levels, [build_canvas(working, level, self.border)
                     for level in levels]
 
+  def _prepare_image(self, image):
+    """(height, width, levels, canvases) of one image (any `as_rgb` kind)."""
+    image = as_rgb(image)
+    return image.shape[:2] + self._prepare(image)
+
   def run_network(self, images: Sequence[np.ndarray]) -> list[ImageWindows]:
     """Network, top-k and mask decoding for a list of images (dispatched
     asynchronously: the logits may still be computing on return)."""
-    images = [as_rgb(image) for image in images]
-    prepared = [self._prepare(image) for image in images]
-    groups = collections.defaultdict(list)
-    for i, (levels, _) in enumerate(prepared):
-      for l, level in enumerate(levels):
-        groups[level.canvas].append((i, l))
+    prepared = [self._prepare_image(image) for image in images]
     # Levels of one image rarely share a canvas shape; batching them would
     # only add compilations (a batch of 2 is another program).
     max_batch = self.settings.max_batch if len(images) > 1 else 1
+    return self._windows(prepared, self._dispatch_levels(prepared, max_batch))
+
+  def _dispatch_levels(self, prepared, max_batch: int):
+    """Starts the network on the images' canvases, same shapes together.
+
+    Returns (LevelBatches still computing, {(image, level): (batch, slot)}).
+    """
+    groups = collections.defaultdict(list)
+    for i, (_, _, levels, _) in enumerate(prepared):
+      for l, level in enumerate(levels):
+        groups[level.canvas].append((i, l))
     batches, where = [], {}
     for shape, members in groups.items():
       for first in range(0, len(members), max_batch):
@@ -164,16 +181,22 @@ class ProposalGenerator:
         canvases = np.full((size,) + shape + (3,), GREY, np.float32)
         valid = np.zeros((size, 2), np.int32)
         for slot, (i, l) in enumerate(part):
-          canvases[slot] = prepared[i][1][l]
-          valid[slot] = prepared[i][0][l].positions
+          canvases[slot] = prepared[i][3][l]
+          valid[slot] = prepared[i][2][l].positions
           where[i, l] = (len(batches), slot)
         batches.append(self.network.run_levels(self.variables, canvases,
                                                valid))
+    return batches, where
+
+  def _windows(self, prepared, dispatched) -> list[ImageWindows]:
+    """Waits for the levels' rankings (one host copy for all), then merges
+    each image's levels and starts decoding its chosen windows."""
+    batches, where = dispatched
     rankings = fetch_rankings(batches)
     return [
-        self._choose(images[i].shape[:2], levels, batches, rankings,
+        self._choose((height, width), levels, batches, rankings,
                      [where[i, l] for l in range(len(levels))])
-        for i, (levels, _) in enumerate(prepared)]
+        for i, (height, width, levels, _) in enumerate(prepared)]
 
   def _choose(self, image_hw, levels, batches, rankings, places):
     """Merges an image's levels, then decodes the chosen windows."""
@@ -203,11 +226,7 @@ class ProposalGenerator:
                              (image.height, image.width), self.border,
                              column_major, with_boxes)
 
-  @staticmethod
-  def encode(column_major_masks: np.ndarray) -> list:
-    """pycocotools RLEs of masks given as bool [n, W, H]."""
-    masks = np.ascontiguousarray(column_major_masks).view(np.uint8)
-    return mask_utils.encode(masks.transpose(2, 1, 0))  # Fortran [H, W, n].
+  encode = staticmethod(encode_column_major)
 
   # Whole-image calls. -------------------------------------------------------
 
@@ -238,11 +257,74 @@ class ProposalGenerator:
       rles = []
       for masks, _ in self.paste(image, column_major=True, with_boxes=False):
         rles.extend(self.encode(masks))
-      boxes = (mask_utils.toBbox(rles) if rles
-               else np.zeros((0, 4), np.float64))
-      results.append(EncodedProposals(rles, boxes, image.windows.probs,
-                                      image.height, image.width))
+      results.append(EncodedProposals(rles, boxes_of(rles),
+                                      image.windows.probs, image.height,
+                                      image.width))
     return results
+
+  def propose_one(self, image: np.ndarray) -> EncodedProposals:
+    """One image, start to finish, each stage waiting for the previous one:
+    the reference that `stream` must equal."""
+    return self.propose_encoded([image])[0]
+
+  def stream(self, images: Iterable, clock: Optional[StageClock] = None,
+             ) -> Iterator[EncodedProposals]:
+    """`propose_one` of each image, in order, with every stage busy at once.
+
+    Host threads read (when `images` is lazy) and prepare canvases up to
+    `prefetch_images` ahead; the levels of `images_per_call` images run in
+    shared device calls (same-shape canvases together); while the device
+    works on one group the previous group's bit-packed masks are copied to
+    the host and RLE-encoded by `encode_workers` processes. Memory is
+    bounded by these settings, not by the number of images.
+
+    Args:
+      images: any iterable of images (`as_rgb` kinds).
+      clock: gets the busy seconds of the stages 'prepare' (host threads),
+        'device' (dispatch, waiting for rankings, decode and paste
+        dispatch), 'fetch' (host copies of masks) and 'encode' (workers).
+    """
+    settings = self.settings
+    clock = clock or StageClock()
+    prepared = prefetch(clock.timed('prepare', self._prepare_image), images,
+                        settings.prepare_threads, settings.prefetch_images)
+    pool = process_pool(settings.encode_workers)
+    encoding = collections.deque()
+    bound = 2 * settings.images_per_call + settings.encode_workers
+    try:
+      previous = []
+      for group in chunked(prepared, settings.images_per_call):
+        with clock.timing('device'):
+          dispatched = self._dispatch_levels(group, settings.max_batch)
+        self._encode_later(previous, pool, encoding, clock)
+        with clock.timing('device'):
+          previous = [(image, self.paster.dispatch_packed(
+              image.windows, image.levels, (image.height, image.width),
+              self.border)) for image in self._windows(group, dispatched)]
+        while encoding and (encoding[0][1].done() or len(encoding) > bound):
+          yield self._encoded(*encoding.popleft(), clock)
+      self._encode_later(previous, pool, encoding, clock)
+      while encoding:
+        yield self._encoded(*encoding.popleft(), clock)
+    finally:
+      pool.shutdown(wait=True, cancel_futures=True)
+
+  @staticmethod
+  def _encode_later(dispatched, pool, encoding, clock):
+    """Copies the images' packed masks to the host, queues their encoding."""
+    for image, chunks in dispatched:
+      with clock.timing('fetch'):
+        chunks = jax.device_get(chunks)
+      encoding.append((image, pool.submit(
+          encode_packed, chunks, len(image.windows.probs), image.height,
+          image.width)))
+
+  @staticmethod
+  def _encoded(image: ImageWindows, future, clock) -> EncodedProposals:
+    rles, boxes, seconds = future.result()
+    clock.add('encode', seconds)
+    return EncodedProposals(rles, boxes, image.windows.probs, image.height,
+                            image.width)
 
   @property
   def compilations(self) -> dict[str, int]:

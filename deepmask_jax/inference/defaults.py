@@ -33,6 +33,18 @@ def inference_defaults() -> ml_collections.ConfigDict:
   # Elements (masks x canvas pixels) pasted per call; bounds pasting memory.
   cfg.paste_budget = 1 << 26
   cfg.use_deepmask_masks = False  # SharpMask only: the reference's `-dm`.
+  # Streaming (`ProposalGenerator.stream`): images whose pyramid levels share
+  # device calls (same-shape canvases of these images run as one call).
+  cfg.images_per_call = 4
+  # Canvases of one call run one by one inside it (lax.map): results do not
+  # depend on which images share a call. False: one real batch (faster on
+  # accelerators for small canvases; differs in the last bit).
+  cfg.batch_invariant = True
+  cfg.prepare_threads = 2  # Host threads reading, resizing and padding.
+  cfg.prefetch_images = 8  # Images prepared ahead of the device, at most.
+  # Processes RLE-encoding masks (pycocotools holds the GIL: threads would
+  # not overlap); 0 encodes on the calling thread.
+  cfg.encode_workers = 2
   return cfg
 
 

@@ -18,7 +18,7 @@ compiled once per canvas (two at most) plus the paster's buckets.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -151,6 +151,11 @@ class InstanceSegmenter:
           rles, xyxy_to_xywh(boxes), scores, masks.shape[1], masks.shape[2],
           category_ids))
     return results
+
+  def stream(self, images: Iterable) -> Iterator[EncodedProposals]:
+    """`propose_encoded` of each image, in order (one image per call)."""
+    for image in images:
+      yield self.propose_encoded([image])[0]
 
   @property
   def compilations(self) -> dict:

@@ -130,12 +130,18 @@ class ProposalNetwork:
     decode_chunk: windows per mask-decoding call.
     use_deepmask_masks: SharpMask only: use its DeepMask mask head instead
       of the refinement (the reference's `-dm`).
+    batch_invariant: run the canvases of one call one by one inside the
+      call (`lax.map`), so an image's results are bit for bit the same
+      whichever images share its call (a real batch changes convolution
+      results in the last bit on CPU); False batches them (more parallel
+      work per kernel on accelerators).
   """
 
   def __init__(self, model, mean: Sequence[float], std: Sequence[float],
                num_proposals: int, decode_chunk: int,
-               use_deepmask_masks: bool = False):
+               use_deepmask_masks: bool = False, batch_invariant: bool = True):
     self.model = model
+    self.batch_invariant = batch_invariant
     self.deepmask = model.deepmask if isinstance(model, SharpMask) else model
     self.refine = isinstance(model, SharpMask) and not use_deepmask_masks
     self.mean = np.asarray(mean, np.float32)
@@ -162,10 +168,17 @@ class ProposalNetwork:
       horizontals = module.refinement.horizontal(features, crop=False)
     return scores, embedding, horizontals
 
-  def _level(self, variables, canvases, valid, k):
+  def _network(self, variables, canvases):
     images = (canvases - self.mean) / self.std
-    scores, embedding, horizontals = self.model.apply(
-        variables, images, method=self._forward)
+    return self.model.apply(variables, images, method=self._forward)
+
+  def _level(self, variables, canvases, valid, k):
+    if self.batch_invariant and canvases.shape[0] > 1:
+      one = lambda canvas: jax.tree.map(
+          lambda x: x[0], self._network(variables, canvas[None]))
+      scores, embedding, horizontals = jax.lax.map(one, canvases)
+    else:
+      scores, embedding, horizontals = self._network(variables, canvases)
     probs, rows, cols, flat = top_windows(scores, valid, k)
     batch = embedding.shape[0]
     embedding = jnp.take_along_axis(
