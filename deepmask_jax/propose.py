@@ -36,7 +36,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from deepmask_jax import families
-from deepmask_jax.evaluation.results_json import (bbox_results, segm_results,
+from deepmask_jax.evaluation.results_json import (proposal_results,
                                                   write_results)
 from deepmask_jax.inference.api import read_image
 from deepmask_jax.inference.overlay import save_overlay
@@ -122,12 +122,9 @@ def propose_images(generator, paths: Sequence[str], out_dir: str,
     image_id = len(images) + 1
     images.append({'id': image_id, 'file_name': os.path.abspath(path),
                    'height': image.shape[0], 'width': image.shape[1]})
-    categories = (single if proposals.category_ids is None
-                  else proposals.category_ids)
-    segm += segm_results(image_id, proposals.rles, proposals.scores,
-                         categories)
-    bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
-                         categories)
+    image_segm, image_bbox = proposal_results(image_id, proposals, single)
+    segm += image_segm
+    bbox += image_bbox
     if overlays:
       stem = os.path.splitext(os.path.basename(path))[0]
       _overlay(image, proposals, overlays, names, os.path.join(

@@ -20,7 +20,6 @@ counts) decodes to exactly the drawn mask. Deterministic for a seed.
 No TensorFlow here.
 """
 
-import io
 import json
 import os
 

@@ -36,9 +36,9 @@ from deepmask_jax.evaluation.coco_instances import (evaluate_instances,
 from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
 from deepmask_jax.evaluation.ground_truth import (GroundTruth, coverage,
                                                   load_ground_truth)
-from deepmask_jax.evaluation.results_json import (bbox_results,
-                                                  proposal_category_id,
-                                                  segm_results, write_results)
+from deepmask_jax.evaluation.results_json import (proposal_category_id,
+                                                  proposal_results,
+                                                  write_results)
 from deepmask_jax.inference.api import read_image
 
 SEGM_FILE = 'proposals_segm.json'
@@ -155,12 +155,9 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
                         total=len(local_ids), disable=not verbose):
     image_id = handed_out.popleft()
     scored.append(image_id)
-    categories = (category_id if proposals.category_ids is None
-                  else proposals.category_ids)
-    segm += segm_results(image_id, proposals.rles, proposals.scores,
-                         categories)
-    bbox += bbox_results(image_id, proposals.boxes, proposals.scores,
-                         categories)
+    image_segm, image_bbox = proposal_results(image_id, proposals, category_id)
+    segm += image_segm
+    bbox += image_bbox
   seconds = time.perf_counter() - start
   segm, bbox, scored, left_out = _from_every_process(segm, bbox, scored,
                                                     left_out)

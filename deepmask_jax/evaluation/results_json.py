@@ -77,6 +77,18 @@ def bbox_results(image_id: int, boxes: np.ndarray, scores: Sequence[float],
           for box, score, category in zip(boxes, scores, categories)]
 
 
+def proposal_results(image_id: int, proposals, category_id: int):
+  """(segm, bbox) results of one image's `EncodedProposals`.
+
+  Class-aware predictions carry their own category ids; class-agnostic
+  proposals are all given `category_id`.
+  """
+  categories = (category_id if proposals.category_ids is None
+                else proposals.category_ids)
+  return (segm_results(image_id, proposals.rles, proposals.scores, categories),
+          bbox_results(image_id, proposals.boxes, proposals.scores, categories))
+
+
 def write_results(path: str, results: list[dict]) -> None:
   """Writes a results list as JSON (via a temporary file, then renamed)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -18,15 +18,20 @@ with a CheckpointError at the next save or at the end, and removes nothing
 older. On resume, damaged steps (truncated, missing or changed files, or no
 checksums) are named and moved to WORKDIR/damaged_checkpoints/ before orbax
 opens the directory, and the newest intact step is restored; with none intact
-the run stops, loading nothing.
+the run stops, loading nothing. With several processes, process 0 does the
+checking and writes the checksums.
 """
 
+import errno
 import os
 import re
 import shutil
 import sys
 import threading
+import time
 
+import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -49,8 +54,14 @@ class Checkpoints:
     ])
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, store.TRAIN_CHECKPOINTS)
-    _remove_unfinished_saves(self.directory)
-    self._set_aside_damaged()
+    # With several processes (one shared workdir), process 0 checks, moves and
+    # seals steps; the others wait for its check before orbax opens the folder.
+    self._primary = jax.process_index() == 0
+    if self._primary:
+      _remove_unfinished_saves(self.directory)
+      self._set_aside_damaged()
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('checkpoints_checked')
     self._sealing = None  # The thread finishing the last save.
     self._failure = None  # (step, exception) of a save that failed.
     self._failure_reported = False
@@ -97,7 +108,8 @@ class Checkpoints:
     """Waits for orbax to finish `step`, then writes its checksums."""
     try:
       self.manager.wait_until_finished()
-      checksums.write_manifest(os.path.join(self.directory, str(step)))
+      if self._primary:  # Orbax has finalised every process's files.
+        checksums.write_manifest(os.path.join(self.directory, str(step)))
     except Exception as err:  # pylint: disable=broad-except
       self._failure = (step, err)
 
@@ -197,7 +209,20 @@ def _remove_unfinished_saves(directory: str) -> None:
       print(f'checkpoint {name} in {directory} was left half-written by an '
             'interrupted save; removing it (it is never restored)',
             file=sys.stderr, flush=True)
-      shutil.rmtree(os.path.join(directory, name), onerror=_unless_gone)
+      _remove_tree(os.path.join(directory, name))
+
+
+def _remove_tree(path: str, attempts: int = 50) -> None:
+  """rmtree that waits (up to about 5 s) for writers of a failed save that
+  are still finishing in tensorstore's threads ('directory not empty')."""
+  for attempt in range(attempts):
+    try:
+      shutil.rmtree(path, onerror=_unless_gone)
+      return
+    except OSError as err:
+      if err.errno != errno.ENOTEMPTY or attempt == attempts - 1:
+        raise
+      time.sleep(0.1)
 
 
 def _unless_gone(function, path, exc_info) -> None:
