@@ -140,12 +140,42 @@ def steps_by_preference(directory: str) -> list:
           sorted((s for s, r in ranks.items() if r is None), reverse=True))
 
 
+def _written_before_checksums(directory: str) -> bool:
+  """True for a workdir from before checksums were kept: steps, none sealed.
+
+  A crash between orbax's commit and the checksums leaves only the newest
+  step unsealed, so a workdir with some sealed steps is checked strictly.
+  """
+  steps = saved_steps(directory)
+  return bool(steps) and not any(
+      os.path.exists(os.path.join(directory, str(s), checksums.MANIFEST))
+      for s in steps)
+
+
+def damage_of(directory: str, step: int) -> str | None:
+  """Why `step` cannot be trusted (one line), or None.
+
+  Checkpoints written before checksums were kept are read unverified
+  (warn_if_unverified says so once) rather than refused.
+  """
+  if _written_before_checksums(directory):
+    return None
+  return checksums.find_damage(os.path.join(directory, str(step)))
+
+
+def warn_if_unverified(directory: str) -> None:
+  if _written_before_checksums(directory):
+    print(f'checkpoints in {directory} have no checksums (written by an '
+          'older version): read unverified', file=sys.stderr, flush=True)
+
+
 def first_intact_step(directory: str, steps) -> tuple:
   """(first step of `steps` whose files match its checksums or None,
   [(step, why) of the damaged steps tried before it])."""
+  warn_if_unverified(directory)
   damaged = []
   for step in steps:
-    why = checksums.find_damage(os.path.join(directory, str(step)))
+    why = damage_of(directory, step)
     if why is None:
       return step, damaged
     damaged.append((step, why))

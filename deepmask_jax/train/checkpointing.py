@@ -137,8 +137,9 @@ class Checkpoints:
     nothing is moved and CheckpointError is raised.
     """
     steps = sorted(store.saved_steps(self.directory), reverse=True)
-    damaged = [(s, why) for s in steps if (why := checksums.find_damage(
-        os.path.join(self.directory, str(s))))]
+    store.warn_if_unverified(self.directory)
+    damaged = [(s, why) for s in steps
+               if (why := store.damage_of(self.directory, s))]
     if not damaged:
       return
     if len(damaged) == len(steps):

@@ -238,3 +238,15 @@ def test_evaluation_reads_the_best_intact_step(tmp_path, capfd):
   drop_checksums(tmp_path, 6)
   with pytest.raises(CheckpointError, match='no usable checkpoint'):
     store.load_model(str(tmp_path))
+
+
+def test_a_workdir_from_before_checksums_is_read_unverified(tmp_path, capfd):
+  save_steps(tmp_path, {2: 0.9, 4: None})
+  drop_checksums(tmp_path, 2)
+  drop_checksums(tmp_path, 4)  # No step sealed: an older version wrote them.
+  assert int(restore(tmp_path).step) == 4
+  assert int(store.load_training_checkpoint(str(tmp_path))[0]['params']['b'][0]
+             ) == 2  # The best validated step.
+  err = capfd.readouterr().err
+  assert 'have no checksums (written by an older version)' in err
+  assert not os.path.exists(tmp_path / DAMAGED)
