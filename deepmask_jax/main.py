@@ -21,7 +21,6 @@ flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first '
                   '(one process per host; cluster settings from the environment).')
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.',
                                 lock_config=True)
-flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def loaded_config():
@@ -46,5 +45,12 @@ def main(argv):
   run.run(loaded_config(), FLAGS.workdir, multihost=FLAGS.multihost)
 
 
-if __name__ == '__main__':
+def run_main() -> None:
+  """The command. Its flags become required only here, so that importing this
+  module (tests, tools) never makes another program's flag parsing fail."""
+  flags.mark_flags_as_required(['config', 'workdir'])
   console.run_app(main, log_path=log_path)
+
+
+if __name__ == '__main__':
+  run_main()

@@ -28,27 +28,16 @@ import tensorflow_datasets as tfds
 
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import synthetic
+from deepmask_jax.errors import DataError
 
 RAW_BYTES = tfds.decode.DeserializeMethod.RAW_BYTES
 SPLITS = ('train', 'val')
 
-_LAYOUT_HELP = """\
-Expected a COCO-format dataset under the data root:
-  {root}/annotations/instances_train2017.json
-  {root}/annotations/instances_val2017.json
-  {root}/train2017/*.jpg
-  {root}/val2017/*.jpg
-To get COCO 2017 (about 19 GB of images, 241 MB of annotations):
-  mkdir -p {root} && cd {root}
-  wget http://images.cocodataset.org/zips/train2017.zip && unzip train2017.zip
-  wget http://images.cocodataset.org/zips/val2017.zip && unzip val2017.zip
-  wget http://images.cocodataset.org/annotations/annotations_trainval2017.zip
-  unzip annotations_trainval2017.zip
-For your own COCO-format data set --config.data.root=DIR and, relative to it,
---config.data.train_json, --config.data.train_images, --config.data.val_json,
---config.data.val_images (and a new --config.data.name so its TFDS files do not
-mix with another dataset's). Or use --config.data.synthetic=True to generate
-the small synthetic dataset."""
+_LAYOUT_HELP = (
+    'expected {expected} (COCO 2017: download from cocodataset.org as README, '
+    '"Train on COCO", shows; your own data: --config.data.root and '
+    '--config.data.{{train,val}}_{{json,images}}; the demo data: '
+    '--config.data.synthetic=True)')
 
 
 @dataclasses.dataclass
@@ -191,19 +180,22 @@ def source_config(data_config) -> CocoSourceConfig:
 
 
 def check_source(config: CocoSourceConfig) -> None:
-  """Raises FileNotFoundError, naming the expected layout, if data is missing."""
-  missing = []
-  if not os.path.isdir(config.root):
-    missing.append(config.root)
-  else:
-    for split in SPLITS:
-      json_path, image_dir = config.source_paths(split)
+  """Raises DataError (one line: what is missing, the layout expected and how
+  to get it) if the dataset's files are not there."""
+  missing, expected = [], []
+  for split in SPLITS:
+    json_path, image_dir = config.source_paths(split)
+    expected += [json_path, os.path.join(image_dir, '*.jpg')]
+    if os.path.isdir(config.root):
       missing += [p for p, exists in ((json_path, os.path.isfile(json_path)),
-                                      (image_dir, os.path.isdir(image_dir))) if not exists]
+                                      (image_dir, os.path.isdir(image_dir)))
+                  if not exists]
+  if not os.path.isdir(config.root):
+    missing = [config.root]
   if missing:
-    raise FileNotFoundError(
-        f"Dataset '{config.name}' not found: missing {', '.join(missing)}.\n"
-        + _LAYOUT_HELP.format(root=config.root or 'DATA_ROOT'))
+    raise DataError(f"dataset '{config.name}' not found: missing "
+                    f"{', '.join(missing)}; "
+                    + _LAYOUT_HELP.format(expected=', '.join(expected)))
 
 
 def tfds_dir(data_config) -> str:

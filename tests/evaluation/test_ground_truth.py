@@ -195,6 +195,10 @@ class FixedProposals:
     return [type('Proposals', (), dict(rles=mask_utils.encode(masks), boxes=boxes,
                                        scores=scores, category_ids=None))]
 
+  def stream(self, images):
+    for image in images:
+      yield self.propose_encoded([image])[0]
+
 
 @pytest.fixture(scope='module')
 def image_dir(tmp_path_factory):

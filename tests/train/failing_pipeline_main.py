@@ -11,7 +11,6 @@ own path: flags, config, console, trainer.
 import sys
 
 from deepmask_jax import main  # pylint: disable=g-bad-import-order  # First: quiets TF.
-from deepmask_jax import console
 from deepmask_jax.families.deepmask import DeepMaskFamily
 from tests.train import fake_batches
 
@@ -65,4 +64,4 @@ if __name__ == '__main__':
   make = tf_data_source if kind == 'tf_data' else generator_source
   DeepMaskFamily.train_batches = lambda self, config, start_step=0: make(
       fail_at)(config, start_step)
-  console.run_app(main.main, log_path=main.log_path)
+  main.run_main()
