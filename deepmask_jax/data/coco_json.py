@@ -16,8 +16,7 @@ box, area or polygons, zero-area, negative or out-of-image boxes, odd-length
 or too-short polygon parts, RLE sizes that differ from the image's (swapped
 included) or counts that do not cover it, empty masks, duplicate ids.
 `read_image` checks an image file against its record and returns JPEG bytes
-ready to store, and `rasterize` turns a segmentation into a full-image binary
-mask with pycocotools (the `COCO.annToMask` logic).
+ready to store. Masks from segmentations: coco_masks.py.
 """
 
 import collections
@@ -28,10 +27,9 @@ import math
 import os
 from typing import Any
 
-import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from deepmask_jax.data.coco_masks import segmentation_area
 from deepmask_jax.data.coco_report import (  # Re-exported: one place for reasons.
     BAD_AREA, BAD_BOX, BAD_RLE_COUNTS, BAD_RLE_SIZE, BOX_OUTSIDE_IMAGE,
     CATEGORY_WITHOUT_OBJECTS, CONVERTED, DUPLICATE_ANNOTATION, EMPTY_MASK,
@@ -206,10 +204,6 @@ def _clean_polygons(polygons, report, item):
   return kept
 
 
-def _segmentation_area(segmentation, height, width):
-  return float(mask_utils.area(_to_rle(segmentation, height, width)))
-
-
 def _box_defect(bbox, image):
   """(reason, detail) of a box that cannot be used, or None."""
   x, y, w, h = bbox
@@ -276,7 +270,7 @@ def _parse_annotation(record, where, images, label_of, report):
     segmentation, defect = _segmentation_defect(segmentation, image, report, item)
   if defect is not None:
     return drop(*defect)
-  mask_area = _segmentation_area(segmentation, image.height, image.width)
+  mask_area = segmentation_area(segmentation, image.height, image.width)
   if mask_area == 0:
     return drop(EMPTY_MASK)
   # COCO's own 'area' is kept when present (COCOeval's area ranges read it).
@@ -347,26 +341,7 @@ def _report_empty(images, categories, report):
 
 
 # ----------------------------------------------------------------------------
-# Masks and image files.
-
-
-def _to_rle(segmentation, height, width):
-  """Segmentation (polygons, uncompressed or compressed RLE) -> one RLE."""
-  if isinstance(segmentation, list):
-    return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-  if isinstance(segmentation['counts'], list):
-    return mask_utils.frPyObjects(segmentation, height, width)
-  counts = segmentation['counts']
-  return {'size': list(segmentation['size']),
-          'counts': counts.encode('ascii') if isinstance(counts, str) else counts}
-
-
-def rasterize(segmentation, height, width) -> np.ndarray:
-  """Segmentation -> binary mask, uint8 (height, width) with values 0/1.
-
-  Same result as pycocotools `COCO.annToMask` for the annotation.
-  """
-  return mask_utils.decode(_to_rle(segmentation, height, width))
+# Image files.
 
 
 def _is_baseline_jpeg(image):

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from deepmask_jax.data import coco_json
+from deepmask_jax.data import coco_masks
 from deepmask_jax.data import synthetic
 from deepmask_jax.errors import DataError
 
@@ -142,7 +143,7 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
 
 
 def _encode_object(obj: coco_json.ObjectRecord, record: coco_json.ImageRecord):
-  mask = coco_json.rasterize(obj.segmentation, record.height, record.width)
+  mask = coco_masks.rasterize(obj.segmentation, record.height, record.width)
   return {
       'mask': encode_mask_png(mask),
       'bbox': np.asarray(obj.bbox, np.float32),

@@ -11,6 +11,7 @@ from pycocotools import coco as coco_api
 import pytest
 
 from deepmask_jax.data import coco_json
+from deepmask_jax.data import coco_masks
 from deepmask_jax.errors import DataError
 from tests.data import conftest
 
@@ -63,7 +64,7 @@ def test_rasterize_equals_ann_to_mask(coco_tiny):
     for obj in image.objects:
       expected = reference.annToMask(reference.anns[obj.id])
       np.testing.assert_array_equal(
-          coco_json.rasterize(obj.segmentation, image.height, image.width), expected)
+          coco_masks.rasterize(obj.segmentation, image.height, image.width), expected)
       crowd_seen |= obj.iscrowd
   assert crowd_seen, 'expected a crowd (RLE) annotation among the first 20 images'
 
@@ -135,8 +136,8 @@ def test_rle_segmentations_are_kept(broken_coco):
   compressed = objects[broken_coco.compressed_rle]
   assert crowd.iscrowd and not compressed.iscrowd
   np.testing.assert_array_equal(
-      coco_json.rasterize(crowd.segmentation, conftest.HEIGHT, conftest.WIDTH),
-      coco_json.rasterize(compressed.segmentation, conftest.HEIGHT, conftest.WIDTH))
+      coco_masks.rasterize(crowd.segmentation, conftest.HEIGHT, conftest.WIDTH),
+      coco_masks.rasterize(compressed.segmentation, conftest.HEIGHT, conftest.WIDTH))
 
 
 def test_empty_images_kept_and_unused_categories_reported(broken_coco):
