@@ -58,7 +58,7 @@ class DataParallel:
                        f'got {parallel!r}')
     if parallel == 'pmap' and jax.process_count() > 1:
       # pmap over this process's devices would average gradients per process.
-      raise ValueError("config.parallel='pmap' runs in one process only; use "
+      raise InputError("config.parallel='pmap' runs in one process only; use "
                        "'shard_map' with --multihost")
     self.parallel = parallel
     self.batch_keys = batch_keys
