@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 import torch_deepmask
 from deepmask_jax.models.sharpmask import NUM_REFINEMENTS, SharpMask
+from deepmask_jax.xla_options import network_jit
 
 
 def _dense_forward(module, images):
@@ -122,7 +123,7 @@ class SideBySide:
   def time_forward(self, name, model, variables, canvases) -> tuple:
     """The dense pass over every canvas batch, input copy included."""
     params = jax.device_put(variables)
-    forward = jax.jit(lambda v, x: model.apply(v, x, method=_dense_forward))
+    forward = network_jit(lambda v, x: model.apply(v, x, method=_dense_forward))
 
     def run_jax():
       jax.block_until_ready([forward(params, jnp.asarray(c)) for c in canvases])
@@ -153,8 +154,8 @@ class SideBySide:
                               km // 2 ** (j + 1))).astype(np.float32)
              for j in range(NUM_REFINEMENTS)] if name == 'sharpmask' else None
     params = jax.device_put(variables)
-    decode = jax.jit(lambda v, e, w: model.apply(v, e, w,
-                                                 method=_decode_windows))
+    decode = network_jit(lambda v, e, w: model.apply(v, e, w,
+                                                     method=_decode_windows))
     jax_inputs = jax.device_put((embedding, skips))
 
     def run_jax():

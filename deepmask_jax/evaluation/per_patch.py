@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from deepmask_jax.data import coco_json
 from deepmask_jax.data.coco_report import LoadReport
 from deepmask_jax.evaluation.ground_truth import GroundTruth, coverage
+from deepmask_jax.xla_options import network_jit
 
 
 def patch_ious(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -58,7 +59,7 @@ class PerPatchEvaluator:
   def __init__(self, model, shard=None):
     self._shard = shard or (lambda batch: batch)
 
-    @jax.jit
+    @network_jit
     def ious(variables, images, labels):
       logits = model.apply(variables, images, train=False)['mask']
       return patch_ious(logits, labels)

@@ -34,6 +34,7 @@ from deepmask_jax.inference.embedmask_paste import (LogProbPaster,
                                                     rescale_boxes,
                                                     xyxy_to_xywh)
 from deepmask_jax.inference.embedmask_postprocess import DetectSettings, detect
+from deepmask_jax.xla_options import network_jit
 
 # config.embedmask fields an InstanceSegmenter(**overrides) may change.
 SETTINGS = ('score_threshold', 'pre_nms_top_n', 'nms_threshold',
@@ -94,7 +95,7 @@ class InstanceSegmenter:
     def run(variables, canvases, image_hw):
       return detect(model.apply(variables, canvases), image_hw,
                     self.settings)
-    self._run = jax.jit(run)
+    self._run = network_jit(run)
 
   def prepare(self, image: np.ndarray):
     """(canvas float32 [1, H, W, 3], resized (h, w)) of an RGB uint8 image."""

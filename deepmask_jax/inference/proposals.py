@@ -23,6 +23,7 @@ import numpy as np
 
 from deepmask_jax.models.patch_geometry import STRIDE
 from deepmask_jax.models.sharpmask import NUM_REFINEMENTS, SharpMask
+from deepmask_jax.xla_options import network_jit
 
 INVALID = -1.0  # Probability given to positions outside the valid score map.
 
@@ -151,9 +152,9 @@ class ProposalNetwork:
     self.feature_size = self.deepmask.feature_size
     self.mask_size = (self.deepmask.object_window if self.refine
                       else self.deepmask.mask_size)
-    self._level_fn = jax.jit(self._level, static_argnames=('k',))
+    self._level_fn = network_jit(self._level, static_argnames=('k',))
     self._gather_fn = jax.jit(self._gather)
-    self._decode_fn = jax.jit(self._decode, donate_argnums=(1,))
+    self._decode_fn = network_jit(self._decode, donate_argnums=(1,))
     self._shapes = {'network': set(), 'gather': set(), 'decode': set()}
 
   # Jitted bodies. ---------------------------------------------------------

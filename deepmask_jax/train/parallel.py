@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from deepmask_jax.errors import InputError
 from deepmask_jax.train.train_step import AXIS
+from deepmask_jax.xla_options import network_jit
 
 
 def initialize_distributed() -> None:
@@ -83,7 +84,7 @@ class DataParallel:
     # varying-manual-axes checking on, shard_map would already sum them over
     # devices when differentiating a replicated input, and the pmean would
     # then average those sums (an 8x larger step on 8 devices).
-    return jax.jit(
+    return network_jit(
         jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)),
                       out_specs=(P(), P()), check_vma=False),
         donate_argnums=0)
