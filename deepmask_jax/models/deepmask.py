@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deepmask_jax.models.convolution import Conv
 from deepmask_jax.models.layers import (crop_border, resize_align_corners,
                                         threshold_relu, torch_default_init)
 from deepmask_jax.models.patch_geometry import STRIDE
@@ -68,11 +69,11 @@ class DeepMask(nn.Module):
                        widths=tuple(self.widths), depths=tuple(self.depths),
                        expansion=self.expansion, dtype=self.dtype)
     init = torch_default_init(trunk_channels)
-    self.reduce = nn.Conv(self.feature_channels, (1, 1), kernel_init=init,
-                          bias_init=init, dtype=self.dtype)
+    self.reduce = Conv(self.feature_channels, 1, kernel_init=init,
+                       bias_init=init, dtype=self.dtype)
     init = torch_default_init(self.feature_channels * fsz * fsz)
-    self.embed = nn.Conv(self.embedding, (fsz, fsz), padding='VALID',
-                         kernel_init=init, bias_init=init, dtype=self.dtype)
+    self.embed = Conv(self.embedding, fsz, kernel_init=init, bias_init=init,
+                      dtype=self.dtype)
     self.mask_head = _dense(self.mask_size ** 2, self.embedding, self.dtype,
                             'mask_head')
     self.score_hidden_layer = _dense(self.score_hidden, self.embedding,

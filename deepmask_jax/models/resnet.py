@@ -30,7 +30,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deepmask_jax.models.layers import FrozenAffine, PaddedConv, resnet_conv_init
+from deepmask_jax.models.convolution import PaddedConv
+from deepmask_jax.models.layers import (FrozenAffine, max_pool_3x3_stride2,
+                                        resnet_conv_init)
 
 
 def _conv(features, kernel, stride, padding, dtype, name):
@@ -101,7 +103,7 @@ class Trunk(nn.Module):
     x = _conv(self.stem_width, 7, 2, self.padding, self.dtype, 'conv1')(x)
     x = nn.relu(FrozenAffine(self.dtype, name='affine1')(x))
     features = {'conv1': x}
-    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool_3x3_stride2(x)
     for layer, (width, depth) in enumerate(zip(self.widths, self.depths)):
       for block in range(depth):
         stride = 2 if (layer > 0 and block == 0) else 1

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from deepmask_jax.models.deepmask import DeepMask
-from deepmask_jax.models.layers import (PaddedConv, crop_border,
-                                        torch_default_init, upsample_nearest_2x)
+from deepmask_jax.models.convolution import PaddedConv
+from deepmask_jax.models.layers import (crop_border, torch_default_init,
+                                        upsample_nearest_2x)
 
 # Skip sources, top-down: trunk feature, horizontal hidden width, border crop
 # (in patch form) that aligns the feature with the object window.

@@ -8,8 +8,9 @@ import pytest
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.families import build_model
 from deepmask_jax.models import deepmask_from_config
+from deepmask_jax.models.convolution import symmetric_pad
 from deepmask_jax.models.layers import (align_corners_matrix,
-                                        resize_align_corners, symmetric_pad)
+                                        resize_align_corners)
 from tests.conftest import tiny_config
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepmask_jax.models import deepmask_from_config
-from deepmask_jax.models.layers import PaddedConv
+from deepmask_jax.models.convolution import PaddedConv
 from deepmask_jax.models.resnet import Bottleneck, Trunk
 from tests.conftest import tiny_config
 

@@ -1,0 +1,175 @@
+"""Convolutions, each computed in the form XLA runs fastest for its shape.
+
+Layouts: activations NHWC, kernels HWIO. Every conv here holds exactly the
+variables of `flax.linen.Conv` ('kernel' [k, k, C, O], 'bias' [O]), so
+variable trees, checkpoints and converted weights do not depend on the form.
+`Conv` picks the form from the shape:
+  * 1 x 1 kernels (any stride): a matmul over channels (`channel_matmul`);
+  * large kernels (k >= LARGE_KERNEL) at stride 1: over an input of exactly
+    one window (DeepMask's 10 x 10 embedding on training patches) one
+    [B, k*k*C] x [k*k*C, O] matmul; on larger maps (the embedding on whole
+    images) the k column shifts stacked on the channel axis, then k matmuls;
+  * the rest (the trunk's 3 x 3 and 7 x 7 convs): `lax.conv_general_dilated`.
+Why: on XLA's CPU backend the alternatives are 3-25x faster than its
+convolution for those shapes, gradients above all (experiments/README.md,
+"CPU speed"); on accelerators they are plain matmuls.
+Matmul forms accumulate in float32 whatever `dtype` is.
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deepmask_jax.models.layers import torch_default_init
+
+# Smallest kernel side computed as column shifts + matmuls at stride 1.
+LARGE_KERNEL = 5
+PADDINGS = ('symmetric', 'zero')
+
+
+@jax.custom_vjp
+def channel_matmul(x: jax.Array, kernel: jax.Array,
+                   bias: Optional[jax.Array]) -> jax.Array:
+  """x [..., C] @ kernel [C, O] (+ bias [O]) -> [..., O] float32: a 1 x 1 conv.
+
+  Its gradient computes all three gradients with matmuls on the incoming
+  cotangent (the bias gradient as ones @ cotangent). XLA's CPU backend would
+  otherwise fuse the cotangent's whole elementwise chain (ReLU masks, frozen
+  affines, residual sums) into the transposed copy behind the kernel
+  gradient and into the bias gradient's reduction, reading ten arrays in
+  strides each time: up to 0.2 s per layer in a ResNet-50 training step.
+  """
+  y = jnp.dot(x, kernel, preferred_element_type=jnp.float32)
+  return y if bias is None else y + bias
+
+
+def _channel_matmul_forward(x, kernel, bias):
+  return channel_matmul(x, kernel, bias), (x, kernel, bias)
+
+
+def _channel_matmul_backward(residuals, cotangent):
+  x, kernel, bias = residuals
+  rows = cotangent.reshape(-1, cotangent.shape[-1])
+  dbias = None
+  if bias is not None:
+    # Eight rows of ones: a matmul, which XLA does not turn into a reduction.
+    ones = jnp.ones((8, rows.shape[0]), rows.dtype)
+    dbias = jnp.dot(ones, rows, preferred_element_type=jnp.float32)[0]
+    dbias = dbias.astype(bias.dtype)
+  rows = rows.astype(x.dtype)
+  dx = jnp.dot(cotangent.astype(x.dtype), kernel.T,
+               preferred_element_type=jnp.float32)
+  # x^T @ cotangent: only x is transposed (a plain copy), never the chain.
+  dkernel = jnp.dot(x.reshape(-1, x.shape[-1]).T, rows,
+                    preferred_element_type=jnp.float32)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias
+
+
+channel_matmul.defvjp(_channel_matmul_forward, _channel_matmul_backward)
+
+
+def column_shift_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """VALID stride-1 conv of x [B, H, W, C] with kernel [k, k, C, O]: the k
+  column shifts stacked on channels ([B, H, W', k*C]), then k matmuls, one
+  per row shift, summed: [B, H-k+1, W-k+1, O] float32."""
+  k, _, channels, features = kernel.shape
+  out_h, out_w = x.shape[1] - k + 1, x.shape[2] - k + 1
+  # columns[..., j*C + c] = x[:, :, w + j, c]: kernel[i] flattens alike.
+  columns = jnp.concatenate([x[:, :, j:j + out_w] for j in range(k)], axis=-1)
+  return sum(channel_matmul(columns[:, i:i + out_h],
+                            kernel[i].reshape(k * channels, features), None)
+             for i in range(k))
+
+
+def symmetric_pad(x: jax.Array, pad: int) -> jax.Array:
+  """Pads H and W of an NHWC array by copying edge pixels outward.
+
+  Torch's `SpatialSymmetricPadding` (Matlab 'symmetric'): `cba|abcd`, not
+  reflection (`dcb|abcd`).
+  """
+  if pad == 0:
+    return x
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='symmetric')
+
+
+class Conv(nn.Module):
+  """A square conv with `padding` zeros on every side, in the fastest form.
+
+  [B, H, W, C] -> [B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, features];
+  the variables of `nn.Conv(features, (k, k), (s, s), ((p, p), (p, p)))`.
+  """
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+  kernel_init: Any = nn.initializers.lecun_normal()
+  bias_init: Any = nn.initializers.zeros
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, stride, pad = self.kernel, self.stride, self.padding
+    channels = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init,
+                        (k, k, channels, self.features))
+    bias = (self.param('bias', self.bias_init, (self.features,))
+            if self.use_bias else None)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if k == 1 and pad == 0:
+      y = channel_matmul(x[:, ::stride, ::stride], kernel[0, 0], bias)
+      return y.astype(self.dtype)
+    if stride != 1 or k < LARGE_KERNEL:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      return y if bias is None else y + bias.astype(self.dtype)
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    batch, height, width, _ = x.shape
+    if (height, width) == (k, k):
+      y = channel_matmul(x.reshape(batch, 1, 1, k * k * channels),
+                         kernel.reshape(k * k * channels, self.features), bias)
+    else:
+      y = column_shift_conv(x, kernel)
+      y = y if bias is None else y + bias
+    return y.astype(self.dtype)
+
+
+class PaddedConv(nn.Module):
+  """A square conv that keeps the size (at stride 1): pad, then VALID conv.
+
+  Attributes:
+    features: output channels.
+    kernel: square kernel size; the padding is (kernel - 1) // 2 on every side.
+    stride: square stride.
+    padding: 'symmetric', Torch's `SpatialSymmetricPadding` (DeepMask's
+      createTrunk and SharpMask pad so), or 'zero', the standard padding of
+      Torch/PyTorch convs (ImageNet networks, EmbedMask).
+    kernel_init: HWIO initialiser; bias follows `bias_init` (both default to
+      Torch's, `torch_default_init`).
+  The kernel and bias live under the submodule 'conv' whatever the padding, so
+  one set of variables fits both.
+  """
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: str = 'symmetric'
+  use_bias: bool = True
+  kernel_init: Any = None
+  bias_init: Any = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.padding not in PADDINGS:
+      raise ValueError(f'padding must be one of {PADDINGS}, got {self.padding!r}')
+    fan_in = x.shape[-1] * self.kernel * self.kernel
+    pad = (self.kernel - 1) // 2
+    if self.padding == 'symmetric':
+      x, pad = symmetric_pad(x, pad), 0
+    return Conv(self.features, self.kernel, self.stride, pad, self.use_bias,
+                self.kernel_init or torch_default_init(fan_in),
+                self.bias_init or torch_default_init(fan_in), self.dtype,
+                name='conv')(x)

@@ -1,0 +1,84 @@
+"""Every form of `Conv` computes what `nn.Conv` computes, values and gradients,
+from the same variables; and the stem's max pool is `nn.max_pool`."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepmask_jax.models.convolution import Conv, channel_matmul
+from deepmask_jax.models.layers import max_pool_3x3_stride2
+
+# (kernel, stride, padding, input H, W): 1x1 at stride 1 and 2 (matmul), the
+# 3x3 and 7x7 trunk convs (lax), a 5x5 over one window (one matmul) and over a
+# larger map (column shifts).
+FORMS = [(1, 1, 0, 7, 9), (1, 2, 0, 7, 9), (3, 1, 1, 7, 9), (7, 2, 3, 11, 12),
+         (5, 1, 0, 5, 5), (5, 1, 0, 9, 12), (5, 1, 2, 6, 8)]
+
+
+def _flax_conv(kernel, stride, padding):
+  return nn.Conv(6, (kernel, kernel), (stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 bias_init=nn.initializers.normal(1.0))
+
+
+@pytest.mark.parametrize('kernel,stride,padding,height,width', FORMS)
+def test_conv_equals_flax_conv_and_its_gradients(kernel, stride, padding,
+                                                 height, width):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, 4))
+  reference = _flax_conv(kernel, stride, padding)
+  variables = reference.init(jax.random.PRNGKey(1), x)
+  ours = Conv(6, kernel, stride, padding)
+  # Same variable tree, and the same initial values from the same key.
+  ours_init = ours.init(jax.random.PRNGKey(1), x)
+  assert (jax.tree.map(jnp.shape, ours_init)
+          == jax.tree.map(jnp.shape, variables))
+  np.testing.assert_array_equal(ours_init['params']['kernel'],
+                                variables['params']['kernel'])
+  np.testing.assert_allclose(ours.apply(variables, x),
+                             reference.apply(variables, x), atol=1e-5)
+
+  weights = jax.random.normal(jax.random.PRNGKey(2),
+                              reference.apply(variables, x).shape)
+
+  def loss(module):
+    # Not a plain sum: a ReLU chain downstream, as in the trunk.
+    return lambda v, x: jnp.sum(jax.nn.relu(module.apply(v, x)) * weights)
+
+  expected = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
+  actual = jax.grad(loss(ours), argnums=(0, 1))(variables, x)
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_without_bias_has_no_bias_variable():
+  variables = Conv(3, 1, use_bias=False).init(jax.random.PRNGKey(0),
+                                              jnp.ones((1, 4, 4, 2)))
+  assert set(variables['params']) == {'kernel'}
+
+
+def test_channel_matmul_in_bfloat16_keeps_dtypes_and_float32_output():
+  x = jnp.ones((2, 3, 3, 4), jnp.bfloat16)
+  kernel = jnp.ones((4, 5), jnp.bfloat16)
+  bias = jnp.zeros((5,), jnp.float32)
+  y, pullback = jax.vjp(channel_matmul, x, kernel, bias)
+  assert y.dtype == jnp.float32
+  dx, dkernel, dbias = pullback(jnp.ones_like(y))
+  assert (dx.dtype, dkernel.dtype, dbias.dtype) == (
+      jnp.bfloat16, jnp.bfloat16, jnp.float32)
+  np.testing.assert_allclose(np.float32(dkernel), 18.0)  # 2*3*3 positions.
+  np.testing.assert_allclose(dbias, 18.0)
+
+
+@pytest.mark.parametrize('height,width', [(8, 8), (7, 10)])
+def test_stem_max_pool_equals_flax_max_pool(height, width):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, 3))
+  expected = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+  np.testing.assert_array_equal(max_pool_3x3_stride2(x), expected)
+  # Without ties the gradients agree too.
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) ** 2))(x)
+  np.testing.assert_allclose(
+      grad(max_pool_3x3_stride2),
+      grad(lambda x: nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))),
+      atol=1e-6)
