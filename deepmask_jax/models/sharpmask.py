@@ -21,8 +21,7 @@ import jax.numpy as jnp
 
 from deepmask_jax.models.deepmask import DeepMask
 from deepmask_jax.models.convolution import PaddedConv
-from deepmask_jax.models.layers import (crop_border, torch_default_init,
-                                        upsample_nearest_2x)
+from deepmask_jax.models.layers import crop_border, torch_default_init
 
 # Skip sources, top-down: trunk feature, horizontal hidden width, border crop
 # (in patch form) that aligns the feature with the object window.
@@ -45,13 +44,16 @@ class Horizontal(nn.Module):
 
 
 class Vertical(nn.Module):
-  """netv_i: conv3x3 n->n, ReLU, n->n/2."""
+  """netv_i: conv3x3 n->n, ReLU, n->n/2; with `upsampled`, the first conv
+  reads the nearest-2x upsampled input (computed without building it)."""
   channels: int
   dtype: Any = jnp.float32
+  upsampled: bool = False
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(PaddedConv(self.channels, 3, dtype=self.dtype, name='conv1')(x))
+    x = nn.relu(PaddedConv(self.channels, 3, upsampled=self.upsampled,
+                           dtype=self.dtype, name='conv1')(x))
     return PaddedConv(self.channels // 2, 3, dtype=self.dtype, name='conv2')(x)
 
 
@@ -74,8 +76,10 @@ class Refinement(nn.Module):
     channels = [self.km // 2 ** i for i in range(NUM_REFINEMENTS)]
     self.horizontals = [Horizontal(hidden, n, self.dtype)
                         for (_, hidden, _), n in zip(SKIP_SOURCES, channels)]
-    self.verticals = [Vertical(n, self.dtype) for n in channels]
-    self.final = PaddedConv(1, 3, dtype=self.dtype)
+    # Module i > 1 and the final conv read the previous output upsampled.
+    self.verticals = [Vertical(n, self.dtype, upsampled=i > 0)
+                      for i, n in enumerate(channels)]
+    self.final = PaddedConv(1, 3, upsampled=True, dtype=self.dtype)
 
   embedding_size: int = 512
 
@@ -98,8 +102,10 @@ class Refinement(nn.Module):
     fsz = self.feature_size
     m = self.encoding(embedding).reshape(-1, self.km, fsz, fsz)
     m = m.transpose(0, 2, 3, 1)  # Torch View(C, H, W) -> NHWC.
+    # Module i's input is upsample_nearest_2x of module i-1's output; the
+    # convs that read it upsample implicitly (`PaddedConv(upsampled=True)`).
     for vertical, h in zip(self.verticals, horizontals):
-      m = upsample_nearest_2x(nn.relu(h + vertical(m)))
+      m = nn.relu(h + vertical(m))
     return self.final(m)[..., 0].astype(jnp.float32)
 
   def __call__(self, features: dict, embedding: jax.Array) -> jax.Array:

@@ -1,5 +1,6 @@
 """Every form of `Conv` computes what `nn.Conv` computes, values and gradients,
-from the same variables; and the stem's max pool is `nn.max_pool`."""
+from the same variables (the upsampled-input form what the conv of the
+upsampled map computes); and the stem's max pool is `nn.max_pool`."""
 
 import flax.linen as nn
 import jax
@@ -7,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepmask_jax.models.convolution import Conv, channel_matmul
-from deepmask_jax.models.layers import max_pool_3x3_stride2
+from deepmask_jax.models.convolution import Conv, PaddedConv, channel_matmul
+from deepmask_jax.models.layers import (max_pool_3x3_stride2,
+                                        upsample_nearest_2x)
 
 # (kernel, stride, padding, input H, W): 1x1 at stride 1 and 2 (matmul), the
 # 3x3 and 7x7 trunk convs (lax), a 5x5 over one window (one matmul) and over a
@@ -82,3 +84,24 @@ def test_stem_max_pool_equals_flax_max_pool(height, width):
       grad(max_pool_3x3_stride2),
       grad(lambda x: nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))),
       atol=1e-6)
+
+
+@pytest.mark.parametrize('padding', ['symmetric', 'zero'])
+def test_upsampled_conv_equals_the_conv_of_the_upsampled_map(padding):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
+  ours = PaddedConv(4, 3, padding=padding, upsampled=True)
+  plain = PaddedConv(4, 3, padding=padding)
+  variables = ours.init(jax.random.PRNGKey(1), x)
+  expected = lambda v, x: plain.apply(v, upsample_nearest_2x(x))
+  np.testing.assert_allclose(ours.apply(variables, x), expected(variables, x),
+                             atol=1e-5)
+  grads = lambda f: jax.tree.leaves(jax.grad(
+      lambda v, x: jnp.sum(jnp.sin(f(v, x))), (0, 1))(variables, x))
+  for a, e in zip(grads(ours.apply), grads(expected)):
+    np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
+
+
+def test_upsampled_input_needs_a_3x3_stride_1_conv():
+  with pytest.raises(ValueError, match='3x3 stride-1'):
+    Conv(2, 5, upsampled=True).init(jax.random.PRNGKey(0),
+                                    jnp.ones((1, 6, 6, 2)))
