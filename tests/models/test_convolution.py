@@ -12,11 +12,13 @@ from deepmask_jax.models.convolution import Conv, PaddedConv, channel_matmul
 from deepmask_jax.models.layers import (max_pool_3x3_stride2,
                                         upsample_nearest_2x)
 
-# (kernel, stride, padding, input H, W): 1x1 at stride 1 and 2 (matmul), the
-# 3x3 and 7x7 trunk convs (lax), a 5x5 over one window (one matmul) and over a
-# larger map (column shifts).
+# (kernel, stride, padding, input H, W), 4 -> 6 channels: 1x1 at stride 1 and
+# 2 (matmul), 3x3 on an odd padded size and 7x7/2 (lax), 3x3 on even padded
+# sizes (2x2 blocks, 4 * 6 <= BLOCK_CHANNELS), a 5x5 over one window (one
+# matmul) and over a larger map (column shifts).
 FORMS = [(1, 1, 0, 7, 9), (1, 2, 0, 7, 9), (3, 1, 1, 7, 9), (7, 2, 3, 11, 12),
-         (5, 1, 0, 5, 5), (5, 1, 0, 9, 12), (5, 1, 2, 6, 8)]
+         (3, 1, 1, 8, 10), (3, 1, 0, 6, 12), (5, 1, 0, 5, 5), (5, 1, 0, 9, 12),
+         (5, 1, 2, 6, 8)]
 
 
 def _flax_conv(kernel, stride, padding):
