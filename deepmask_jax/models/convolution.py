@@ -34,12 +34,20 @@ PADDINGS = ('symmetric', 'zero')
 # Largest C_in * C_out of a 3x3 conv computed on 2x2 blocks (measured: 4->2,
 # 4->4 and 8->4 convs 3-5x faster so; 16->8 not faster).
 BLOCK_CHANNELS = 32
-# Output row 2a + p of a 3x3 VALID conv reads input rows 2a + p + d, d = 0..2:
-# row (p + d) % 2 of block a + (p + d) // 2. BLOCK_TAPS[p, t, i, d] = 1 there.
-BLOCK_TAPS = np.zeros((2, 2, 2, 3), np.float32)
-for _p in range(2):
-  for _d in range(3):
-    BLOCK_TAPS[_p, (_p + _d) // 2, (_p + _d) % 2, _d] = 1.0
+
+
+def _block_taps() -> np.ndarray:
+  """Output row 2a + p of a 3x3 VALID conv reads input rows 2a + p + d,
+  d = 0..2: row (p + d) % 2 of block a + (p + d) // 2. taps[p, t, i, d] = 1
+  where kernel row d reads row i of block a + t."""
+  taps = np.zeros((2, 2, 2, 3), np.float32)
+  for p in range(2):
+    for d in range(3):
+      taps[p, (p + d) // 2, (p + d) % 2, d] = 1.0
+  return taps
+
+
+BLOCK_TAPS = _block_taps()
 # Output row 2a + p of a 3x3 conv over a nearest-2x-upsampled map reads rows
 # a-1, a, a (p = 0) or a, a, a+1 (p = 1) of the map before upsampling:
 # PHASE_TAPS[p, t, d] = 1 where kernel row d lands on row offset t - 1.
