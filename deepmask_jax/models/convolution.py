@@ -189,43 +189,56 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    k, stride, pad = self.kernel, self.stride, self.padding
-    channels = x.shape[-1]
+    k, channels = self.kernel, x.shape[-1]
     kernel = self.param('kernel', self.kernel_init,
                         (k, k, channels, self.features))
     bias = (self.param('bias', self.bias_init, (self.features,))
             if self.use_bias else None)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if k == 1 and self.padding == 0 and not self.upsampled:
+      # The bias goes into the matmul: its gradient is one too (see there).
+      y = channel_matmul(x[:, ::self.stride, ::self.stride], kernel[0, 0],
+                         bias)
+    else:
+      y = self._convolve(x, kernel)
+      y = y if bias is None else y + bias
+    return y.astype(self.dtype)
+
+  def _form(self, channels: int, height: int, width: int) -> str:
+    """How to compute this conv on a padded height x width input (module
+    doc): 'phase', 'block', 'lax', 'window' or 'columns'."""
+    k, stride = self.kernel, self.stride
     if self.upsampled:
       if (k, stride) != (3, 1):
         raise ValueError(f'an upsampled input needs a 3x3 stride-1 conv, got '
                          f'{k}x{k} stride {stride}')
-      y = phase_conv(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
-                     kernel)
-      return y if bias is None else y + bias.astype(self.dtype)
-    if k == 1 and pad == 0:
-      y = channel_matmul(x[:, ::stride, ::stride], kernel[0, 0], bias)
-      return y.astype(self.dtype)
-    padded = tuple(side + 2 * pad for side in x.shape[1:3])
+      return 'phase'
     if ((k, stride) == (3, 1) and channels * self.features <= BLOCK_CHANNELS
-        and padded[0] % 2 == 0 and padded[1] % 2 == 0):
-      y = block_conv(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
-                     kernel)
-      return y if bias is None else y + bias.astype(self.dtype)
+        and height % 2 == 0 and width % 2 == 0):
+      return 'block'
     if stride != 1 or k < LARGE_KERNEL:
-      y = jax.lax.conv_general_dilated(
-          x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+      return 'lax'
+    return 'window' if (height, width) == (k, k) else 'columns'
+
+  def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The conv without bias, in the form its shape runs fastest."""
+    pad = self.padding
+    batch, height, width, channels = x.shape
+    form = self._form(channels, height + 2 * pad, width + 2 * pad)
+    if form == 'lax':  # XLA pads inside the conv: no padded copy.
+      return jax.lax.conv_general_dilated(
+          x, kernel, (self.stride,) * 2, ((pad, pad), (pad, pad)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-      return y if bias is None else y + bias.astype(self.dtype)
-    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    batch, height, width, _ = x.shape
-    if (height, width) == (k, k):
-      y = channel_matmul(x.reshape(batch, 1, 1, k * k * channels),
-                         kernel.reshape(k * k * channels, self.features), bias)
-    else:
-      y = column_shift_conv(x, kernel)
-      y = y if bias is None else y + bias
-    return y.astype(self.dtype)
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    if form == 'phase':
+      return phase_conv(padded, kernel)
+    if form == 'block':
+      return block_conv(padded, kernel)
+    if form == 'window':
+      size = self.kernel * self.kernel * channels
+      return channel_matmul(padded.reshape(batch, 1, 1, size),
+                            kernel.reshape(size, self.features), None)
+    return column_shift_conv(padded, kernel)
 
 
 class PaddedConv(nn.Module):
