@@ -14,9 +14,16 @@ Entry points (`main`, `propose`, `convert`) run through `run_app`, which adds
   goes to the log file (the entry point's, else a temporary one) and, with
   --verbose, to the terminal too. Other exceptions are bugs: their traceback
   is printed as usual, and the exit status is 1 as well.
-- drops every frame of a failed run before the interpreter exits, so that
-  tf.data iterators (and their C++ threads) are destroyed while Python still
-  runs; destroyed at interpreter exit they abort or hang the process.
+- ends a failed run at once with its exit status, without the interpreter's
+  shutdown: library threads left waiting (orbax after a failed save) would
+  be joined forever, and tf.data iterators destroyed at interpreter exit
+  abort or hang the process.
+- with a log file (`main`: WORKDIR/log.txt) and without --verbose, sends
+  everything libraries write to the process's stderr descriptor into that
+  log: TensorFlow's and XLA's C++ notices (written before Python logging
+  exists, and since TensorFlow 2.21 whatever TF_CPP_MIN_LOG_LEVEL says),
+  tracebacks printed from library threads and callbacks. The project's own
+  lines (sys.stderr, progress bars) still reach the terminal.
 
 Importing this module sets TF_CPP_MIN_LOG_LEVEL=2 (unless --verbose is on the
 command line or the variable is already set): TensorFlow reads it once, when
@@ -24,12 +31,13 @@ it is first imported, so entry points import this module before anything
 that may import TensorFlow. This module imports neither TensorFlow nor JAX.
 """
 
-import gc
+import io
 import json
 import logging as std_logging
 import os
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 
@@ -93,20 +101,26 @@ def one_line(error: BaseException) -> str:
   return message or type(error).__name__
 
 
+def temporary_log() -> str:
+  """A new log file in the temporary folder (for runs with no folder of their own)."""
+  with tempfile.NamedTemporaryFile('w', prefix='deepmask_jax-', suffix='.log',
+                                   delete=False) as f:
+    return f.name
+
+
 def _write_log(log_path, error: BaseException) -> str:
   """Appends the traceback of `error` to `log_path` (or a temporary file)."""
   text = ''.join(traceback.format_exception(error))
-  try:
-    if log_path and os.path.isdir(os.path.dirname(os.path.abspath(log_path))):
-      with open(log_path, 'a') as f:
+  for path in (log_path, None):
+    if path is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+      path = temporary_log()
+    try:
+      with open(path, 'a') as f:
         f.write(text)
-      return log_path
-  except OSError:
-    pass  # An unwritable workdir: a temporary file instead.
-  with tempfile.NamedTemporaryFile('w', prefix='deepmask_jax-', suffix='.log',
-                                   delete=False) as f:
-    f.write(text)
-    return f.name
+      return path
+    except OSError:
+      continue  # An unwritable workdir: a temporary file instead.
+  return path
 
 
 def report(error: BaseException, log_path=None, verbose: bool = False) -> int:
@@ -123,13 +137,57 @@ def report(error: BaseException, log_path=None, verbose: bool = False) -> int:
   return 1
 
 
-def _release(error: BaseException) -> None:
-  """Frees the frames `error` keeps alive (and the iterators in them)."""
-  while error is not None:
-    error.__traceback__ = None
-    error = error.__cause__ or error.__context__
-  sys.last_type = sys.last_value = sys.last_traceback = None
-  gc.collect()
+def _exit(status: int) -> None:
+  """Ends a failed run now, whatever library threads are still waiting.
+
+  A failed orbax save leaves non-daemon threads waiting for signals that
+  never come, and interpreter shutdown would join them forever; tf.data
+  iterators destroyed at interpreter exit abort or hang. So the streams are
+  flushed and the process ends without the interpreter's shutdown.
+  """
+  for stream in (sys.stdout, sys.stderr, sys.__stderr__):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass  # A closed or broken stream: nothing more can reach it.
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def _print_to_log(*exc_info) -> None:
+  """A library's stray traceback (thread, callback) goes to the log."""
+  traceback.print_exception(*exc_info[:3], file=sys.__stderr__)
+
+
+def divert_library_output(log_path: str) -> None:
+  """Points the stderr descriptor (fd 2) at `log_path`; keeps ours on the terminal.
+
+  Native code (TensorFlow, XLA, tensorstore) writes to fd 2 directly, so it
+  is diverted there: fd 2 is reopened on the log (appending), while
+  `sys.stderr`, which the project's own messages and progress bars use,
+  becomes a stream on a copy of the terminal's descriptor. `sys.__stderr__`
+  (fd 2) then leads to the log, and so do the hooks that print tracebacks of
+  library threads, callbacks and unraisable exceptions. Call it again to move
+  the log; the terminal stays the one of the first call.
+  """
+  global _terminal
+  if _terminal is None:
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    _terminal = io.TextIOWrapper(io.FileIO(terminal_fd, 'w'),
+                                 encoding=sys.stderr.encoding,
+                                 errors='backslashreplace', line_buffering=True)
+  sys.__stderr__.flush()
+  with open(log_path, 'a') as log:
+    os.dup2(log.fileno(), 2)
+  sys.stderr = _terminal
+  sys.excepthook = _print_to_log
+  threading.excepthook = lambda args: _print_to_log(
+      args.exc_type, args.exc_value, args.exc_traceback)
+  sys.unraisablehook = lambda unraisable: _print_to_log(
+      unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+
+
+_terminal = None  # sys.stderr once divert_library_output has run.
 
 
 def _unknown_field(error: BaseException) -> InputError:
@@ -147,16 +205,25 @@ def run_app(main, log_path=None) -> None:
 
   Args:
     main: the entry point's main(argv); flags are parsed when it is called.
-    log_path: a function of nothing -> the log file for tracebacks (called
-      after the flags are parsed; None or an unusable path: a temporary file).
+    log_path: a function of nothing -> the log file for tracebacks and, unless
+      --verbose, library output (called after the flags are parsed; it may
+      create the log's folder). None: tracebacks go to a temporary file and
+      library output stays on the terminal.
   """
   define_verbose_flag()
   started = False
+  log = None  # log_path(), once it has been asked.
 
   def quiet_main(argv):
-    nonlocal started
+    nonlocal started, log
     started = True
     quiet_libraries(is_verbose())
+    if log_path is not None and not is_verbose():
+      try:
+        log = log_path()
+        divert_library_output(log)
+      except OSError:
+        pass  # No usable log: library output stays on the terminal.
     return main(argv)
 
   try:
@@ -168,19 +235,14 @@ def run_app(main, log_path=None) -> None:
       raise _unknown_field(error) from error
   except SystemExit:
     raise
-  except KeyboardInterrupt as error:
+  except KeyboardInterrupt:
     print('interrupted', file=sys.stderr, flush=True)
-    _release(error)
-    del error
-    sys.exit(130)
+    _exit(130)
   except Exception as error:  # pylint: disable=broad-except
-    path = None
-    if log_path is not None and flags.FLAGS.is_parsed():
+    path = log
+    if path is None and log_path is not None and flags.FLAGS.is_parsed():
       try:
         path = log_path()
       except Exception:  # pylint: disable=broad-except
         path = None  # Whatever went wrong is reported below.
-    status = report(error, path, is_verbose())
-    _release(error)
-    del error
-    sys.exit(status)
+    _exit(report(error, path, is_verbose()))

@@ -3,7 +3,8 @@
 Prints progress, warnings about the data and the figures; library log lines
 only with --verbose. An error in the data, the config or a file is one line
 on stderr and exit status 1, its traceback appended to WORKDIR/log.txt
-(deepmask_jax/console.py).
+(deepmask_jax/console.py), where library output (TensorFlow's C++ notices,
+orbax's tracebacks) goes too unless --verbose.
 """
 
 import os
@@ -35,7 +36,19 @@ def loaded_config():
 
 
 def log_path() -> str:
-  """Where tracebacks go: WORKDIR/log.txt."""
+  """Where tracebacks and library output go: WORKDIR/log.txt.
+
+  Training creates the workdir here (it writes there anyway); evaluation
+  needs one that exists, and without it the log is a temporary file.
+  """
+  try:
+    training = FLAGS.config.mode == 'train'
+  except Exception:  # pylint: disable=broad-except  # Reported by main().
+    training = False
+  if training:
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+  if not os.path.isdir(FLAGS.workdir):
+    return console.temporary_log()
   return os.path.join(FLAGS.workdir, LOG_FILE)
 
 

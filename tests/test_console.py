@@ -70,3 +70,36 @@ def test_propose_with_a_missing_model_is_one_line(tmp_path):
   verbose = run_module('deepmask_jax.propose', *args, '--verbose')
   assert verbose.returncode == 1
   assert 'Traceback (most recent call last)' in verbose.stderr
+
+
+def cyclic_chain():
+  """An error raised `from` a library error that is raised again while the
+  first is handled (orbax re-raises a failed save's error on close)."""
+  from deepmask_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
+  library = OSError(28, 'No space left on device')
+  try:
+    try:
+      raise CheckpointError('could not save checkpoint step 2') from library
+    except CheckpointError:
+      raise library  # pylint: disable=raise-missing-from
+  except OSError:
+    pass
+  assert library.__context__.__cause__ is library  # The cycle.
+  return library.__context__
+
+
+def test_a_cyclic_exception_chain_is_reported_as_one_line(tmp_path, capsys):
+  import threading  # pylint: disable=g-import-not-at-top
+  from deepmask_jax import console  # pylint: disable=g-import-not-at-top
+  error = cyclic_chain()
+  outcome = {}
+  thread = threading.Thread(daemon=True, target=lambda: outcome.update(
+      status=console.report(error, str(tmp_path / 'log.txt'))))
+  thread.start()
+  thread.join(30)
+  assert outcome == {'status': 1}, 'report hangs on a cyclic chain'
+  line = capsys.readouterr().err.strip()
+  assert line == ('error: could not save checkpoint step 2 (traceback: '
+                  f'{tmp_path / "log.txt"})')
+  log = (tmp_path / 'log.txt').read_text()
+  assert 'No space left on device' in log and 'CheckpointError' in log

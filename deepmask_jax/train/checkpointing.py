@@ -175,15 +175,28 @@ class Checkpoints:
     """Waits for the last save; raises CheckpointError if it failed."""
     self._finish_sealing()
 
+  def raise_if_failed(self) -> None:
+    """Raises CheckpointError at once if a background save has failed."""
+    if self._failure and not self._failure_reported:
+      self._finish_sealing()
+
   def close(self) -> None:
+    """Waits for the last save (CheckpointError if it failed) and closes.
+
+    A run that saved nothing leaves no empty checkpoints folder behind.
+    """
     try:
       self._finish_sealing()
     finally:
       try:
         self.manager.close()
       except Exception:  # pylint: disable=broad-except
-        if not self._failure:  # Else already reported by _finish_sealing.
+        # Orbax raises a failed save's error object again: that one is
+        # already reported (raising it here would chain it to itself).
+        if not self._failure:
           raise
+      finally:
+        _remove_if_empty(self.directory)
 
 
 def _one_line(err: Exception) -> str:
@@ -197,6 +210,13 @@ def _one_line(err: Exception) -> str:
     text = text[:197] + '...'
   cause = os.strerror(code) if code else ''
   return f'{cause} ({text})' if cause and cause not in text else text
+
+
+def _remove_if_empty(directory: str) -> None:
+  try:
+    os.rmdir(directory)
+  except OSError:
+    pass  # Not empty (or already gone): kept as it is.
 
 
 def _remove_unfinished_saves(directory: str) -> None:

@@ -119,6 +119,7 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
       head = family.head_of(batch)
       state, metrics = parallel.step(state, batch, head)
       pending.append((step, head, metrics))
+      checkpoints.raise_if_failed()
       is_last = step == end
       validate = step % config.eval_every_steps == 0 or is_last
       save = step % config.checkpoint_every_steps == 0 or validate
@@ -136,7 +137,8 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
         writer.reset_clock()
   finally:
     batches.close()
-    checkpoints.wait()
-    checkpoints.close()
-    writer.close()
+    try:
+      checkpoints.close()  # Raises CheckpointError if the last save failed.
+    finally:
+      writer.close()
   return figures

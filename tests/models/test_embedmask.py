@@ -128,14 +128,19 @@ def test_scales_act_per_level(tiny):
   _, _, level = fcos_geometry.locations(HEIGHT, WIDTH)
   boxes = np.asarray(after['box_regression'])
   assert not np.any(boxes[:, level == 1])
-  np.testing.assert_array_equal(boxes[:, level != 1],
-                                before['box_regression'][:, level != 1])
+  # Two compiled programs (the scales are inputs): XLA may fuse and order
+  # them differently, so the untouched levels agree to float32 round-off.
+  np.testing.assert_allclose(boxes[:, level != 1],
+                             before['box_regression'][:, level != 1],
+                             rtol=1e-6, atol=1e-6)
   margin = np.asarray(after['proposal_margin'])
   np.testing.assert_allclose(margin[:, level == 0, :2], 1.0)
-  np.testing.assert_array_equal(margin[:, level == 0, 2:],
-                                before['proposal_margin'][:, level == 0, 2:])
-  np.testing.assert_array_equal(margin[:, level != 0],
-                                before['proposal_margin'][:, level != 0])
+  np.testing.assert_allclose(margin[:, level == 0, 2:],
+                             before['proposal_margin'][:, level == 0, 2:],
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(margin[:, level != 0],
+                             before['proposal_margin'][:, level != 0],
+                             rtol=1e-6, atol=1e-6)
 
 
 def _pytorch_bilinear_2x(x):
