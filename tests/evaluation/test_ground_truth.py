@@ -346,3 +346,10 @@ def test_evaluation_prints_what_it_scored_and_dropped(image_dir, tmp_path, capsy
   assert 'annotation 10 (bbox [10, nan, 8, 8])' in out
   assert ('scored 2 images, 4 objects; left out: nothing; ground truth: '
           '1 annotation dropped') in out
+
+
+def test_the_coverage_line_counts_crowd_regions_in_the_plural():
+  figures = {'images_scored': 3, 'objects_scored': 7, 'crowd_regions': 5,
+             'images_left_out': {}, 'ground_truth': {'summary': 'all records valid'}}
+  assert ground_truth_lib.coverage_line(figures).startswith(
+      'scored 3 images, 7 objects (5 crowd regions ignored); left out: nothing')
