@@ -36,6 +36,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from deepmask_jax import families
+from deepmask_jax.data import coco_json
 from deepmask_jax.evaluation.results_json import (proposal_results,
                                                   write_results)
 from deepmask_jax.inference.api import read_image
@@ -88,7 +89,7 @@ def _read(path: str):
   try:
     return path, read_image(path), None
   except (OSError, ValueError, Image.DecompressionBombError) as error:
-    return path, None, f'{type(error).__name__}: {error}'
+    return path, None, coco_json.image_error(error, path=path)
 
 
 def propose_images(generator, paths: Sequence[str], out_dir: str,

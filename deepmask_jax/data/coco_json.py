@@ -25,9 +25,10 @@ import io
 import json
 import math
 import os
+import re
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from deepmask_jax.data.coco_masks import segmentation_area
 from deepmask_jax.data.coco_report import (  # Re-exported: one place for reasons.
@@ -35,10 +36,11 @@ from deepmask_jax.data.coco_report import (  # Re-exported: one place for reason
     CATEGORY_WITHOUT_OBJECTS, CONVERTED, DUPLICATE_ANNOTATION, EMPTY_MASK,
     IMAGE_WITHOUT_OBJECTS, MISSING_FILE, NO_VALID_POLYGON, NOT_FINITE,
     POLYGON_ODD_COORDINATES, POLYGON_TOO_FEW_POINTS, SIZE_MISMATCH,
-    UNKNOWN_CATEGORY, UNKNOWN_IMAGE, UNREADABLE_FILE, LoadReport)
+    UNKNOWN_CATEGORY, UNKNOWN_IMAGE, UNREADABLE_FILE, LoadReport, counted)
 from deepmask_jax.errors import DataError
 
 _JPEG_QUALITY = 95
+_OBJECT_REPR = re.compile(r'<[^<>]* at 0x[0-9a-fA-F]+>')  # '<... object at 0x7f..>'
 
 
 @dataclasses.dataclass
@@ -73,7 +75,7 @@ def _fail(where: str, message: str):
 
 def _record_name(file_label, section, index, record):
   rid = record.get('id') if isinstance(record, dict) else None
-  suffix = f' (id {rid})' if rid is not None else ''
+  suffix = f' (id {rid!r})' if rid is not None else ''
   return f'{file_label}: {section}[{index}]{suffix}'
 
 
@@ -105,8 +107,14 @@ def _require(record, key, kind, where):
   else:
     raise AssertionError(kind)
   if not ok:
-    _fail(where, f"'{key}' has the wrong type ({kind} expected): {str(value)[:60]}")
+    _fail(where, f"'{key}' has the wrong type ({kind} expected): {_shown(value)}")
   return value
+
+
+def _shown(value, limit=60):
+  """repr(value), cut to `limit` characters: a string shows its quotes."""
+  text = repr(value)
+  return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def _is_polygon_list(value):
@@ -151,14 +159,14 @@ def _read_json(json_path):
 
 
 def _parse_categories(data, label):
-  categories, seen = [], set()
+  categories, name_of = [], {}
   for index, record in enumerate(data['categories']):
     where = _record_name(label, 'categories', index, record)
     cid = _require(record, 'id', 'int', where)
     name = _require(record, 'name', 'str', where)
-    if cid in seen:
-      _fail(where, 'duplicate category id')
-    seen.add(cid)
+    if cid in name_of:
+      _fail(where, f'duplicate category id: {name!r} has the id of {name_of[cid]!r}')
+    name_of[cid] = name
     categories.append({'id': cid, 'name': name})
   return sorted(categories, key=lambda c: c['id'])
 
@@ -174,7 +182,8 @@ def _parse_images(data, label, image_dir):
     if height <= 0 or width <= 0:
       _fail(where, f'height and width must be positive, got {height}x{width}')
     if image_id in images:
-      _fail(where, 'duplicate image id')
+      _fail(where, f'duplicate image id: {file_name!r} has the id of '
+            f'{images[image_id].file_name!r}')
     images[image_id] = ImageRecord(image_id, file_name, os.path.join(image_dir, file_name),
                                    height, width)
   return images
@@ -191,17 +200,22 @@ def _all_finite(values):
 def _clean_polygons(polygons, report, item):
   """Drops polygon parts with an odd coordinate count or fewer than 3 points.
 
-  Such parts also trip pycocotools: a 4-number part is read as a box.
+  Such parts also trip pycocotools: a 4-number part is read as a box. Returns
+  (kept parts, details of the dropped ones); the dropped parts are counted
+  here only if some part is kept, else the annotation's drop names them.
   """
-  kept = []
+  kept, dropped = [], []
   for part in polygons:
     if len(part) % 2:
-      report.add(POLYGON_ODD_COORDINATES, f'{item} ({len(part)} coordinates)')
+      dropped.append((POLYGON_ODD_COORDINATES, counted(len(part), 'coordinate')))
     elif len(part) < 6:
-      report.add(POLYGON_TOO_FEW_POINTS, f'{item} ({len(part) // 2} points)')
+      dropped.append((POLYGON_TOO_FEW_POINTS, counted(len(part) // 2, 'point')))
     else:
       kept.append([float(v) for v in part])
-  return kept
+  if kept:
+    for reason, detail in dropped:
+      report.add(reason, f'{item} ({detail})')
+  return kept, ', '.join(detail for _, detail in dropped)
 
 
 def _box_defect(bbox, image):
@@ -234,8 +248,8 @@ def _segmentation_defect(segmentation, image, report, item):
   if isinstance(segmentation, list):
     if not all(_all_finite(part) for part in segmentation):
       return None, (NOT_FINITE, 'segmentation')
-    segmentation = _clean_polygons(segmentation, report, item)
-    return (segmentation, None) if segmentation else (None, (NO_VALID_POLYGON, ''))
+    segmentation, dropped = _clean_polygons(segmentation, report, item)
+    return (segmentation, None) if segmentation else (None, (NO_VALID_POLYGON, dropped))
   defect = _rle_defect(segmentation, image)
   return (None, defect) if defect else (segmentation, None)
 
@@ -317,8 +331,8 @@ def load_instances(json_path, image_dir):
     seen_ids.add(obj.id)
     images[image_id].objects.append(obj)
   if not seen_ids:
-    raise DataError(f"{label}: none of its {len(data['annotations'])} annotations "
-                    f'is usable ({report.headline()}; first: '
+    total = counted(len(data['annotations']), 'annotation')
+    raise DataError(f'{label}: none of its {total} is usable ({report.headline()}; first: '
                     f'{_first_item(report)})')
   _report_empty(images.values(), categories, report)
   return list(images.values()), categories, report
@@ -342,6 +356,27 @@ def _report_empty(images, categories, report):
 
 # ----------------------------------------------------------------------------
 # Image files.
+
+
+def image_error(error: BaseException, num_bytes: int | None = None,
+                path: str | None = None) -> str:
+  """Why PIL could not read an image file, in words for a message.
+
+  The file's size comes from `num_bytes`, else from `path`. PIL's own text
+  may hold the repr of an in-memory file ('<_io.BytesIO object at 0x...>'),
+  which never reaches a message.
+  """
+  if num_bytes is None and path is not None:
+    try:
+      num_bytes = os.path.getsize(path)
+    except OSError:
+      pass
+  if num_bytes == 0:
+    return 'empty file (0 bytes)'
+  if isinstance(error, UnidentifiedImageError):
+    return 'not an image file PIL can read'
+  text = _OBJECT_REPR.sub('', str(error)).strip(' :')
+  return text or type(error).__name__
 
 
 def _is_baseline_jpeg(image):
@@ -368,7 +403,7 @@ def read_image(record: ImageRecord, report: LoadReport) -> bytes | None:
     image = Image.open(io.BytesIO(encoded))
     image.load()
   except (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    report.add(UNREADABLE_FILE, f'{record.file_name} ({e})')
+    report.add(UNREADABLE_FILE, f'{record.file_name} ({image_error(e, len(encoded))})')
     return None
   if image.size != (record.width, record.height):
     report.add(SIZE_MISMATCH, f'{record.file_name} (file {image.size[0]}x{image.size[1]}, '

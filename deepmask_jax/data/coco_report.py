@@ -5,7 +5,9 @@ per-patch evaluation) reports through one `LoadReport`, so a defect is
 worded and counted the same way everywhere. Each reason belongs to one tally
 (what was affected and what happened to it), and the summary counts per
 tally: one dropped annotation reads "1 annotation dropped", whatever else it
-leaves behind (an image without objects is a note, not a drop).
+leaves behind (an image without objects is a note, not a drop), and a defect
+is counted once (polygon parts dropped with their annotation are named in
+its line, not tallied apart). `counted` words every count ("14 categories").
 """
 
 import collections
@@ -15,7 +17,8 @@ import dataclasses
 # Annotations dropped (the rest of the json is used).
 POLYGON_TOO_FEW_POINTS = 'polygon part with fewer than 3 points dropped'
 POLYGON_ODD_COORDINATES = 'polygon part with an odd number of coordinates dropped'
-NO_VALID_POLYGON = 'annotation dropped: no polygon part left'
+NO_VALID_POLYGON = ('annotation dropped: no usable polygon part (odd coordinate '
+                    'count or fewer than 3 points)')
 BAD_BOX = 'annotation dropped: zero-area or negative box'
 BOX_OUTSIDE_IMAGE = 'annotation dropped: box outside the image'
 NOT_FINITE = 'annotation dropped: NaN or infinite number'
@@ -55,12 +58,35 @@ LOST = ('dropped', 'skipped')  # Tallies of records that are not used.
 _SUMMARY_EXAMPLES = 5
 
 
+# Words after the head noun of a counted phrase ('image without objects').
+_PREPOSITIONS = frozenset(('without', 'with', 'of', 'in', 'on', 'from', 'for',
+                           'per', 'at', 'by', 'beyond', 'outside', 'inside'))
+
+
+def _plural(word: str) -> str:
+  """'annotation' -> 'annotations', 'category' -> 'categories', 'box' -> 'boxes'."""
+  if word.endswith('y') and word[-2:-1] not in ('', 'a', 'e', 'i', 'o', 'u'):
+    return word[:-1] + 'ies'
+  if word.endswith(('s', 'x', 'z', 'ch', 'sh')):
+    return word + 'es'
+  return word + 's'
+
+
 def counted(count: int, noun: str) -> str:
-  """'1 annotation', '2 annotations', '3 images without objects'."""
+  """'1 annotation', '2 annotations', '3 images without objects',
+  '5 crowd regions', '14 categories without objects'.
+
+  `noun` is a singular noun phrase: the word before its first preposition
+  (else its last word) takes the plural.
+  """
   if count == 1:
     return f'1 {noun}'
-  head, _, tail = noun.partition(' ')
-  return f'{count} {head}s' + (f' {tail}' if tail else '')
+  words = noun.split(' ')
+  head = next((i for i, word in enumerate(words) if word in _PREPOSITIONS),
+              len(words)) - 1
+  head = max(head, 0)
+  words[head] = _plural(words[head])
+  return f'{count} ' + ' '.join(words)
 
 
 @dataclasses.dataclass

@@ -12,11 +12,21 @@ array_record, so the patch sampler can read examples by index:
 Each dataset is one BuilderConfig of the `deepmask_coco` builder, named by
 `config.data.name`, so e.g. coco2017 and synthetic never share files. The
 categories (id, name; label = index) are in `builder.info.metadata`.
+
+A build prints its own lines on stdout (what is built where, then each
+split's LoadReport, then the example counts), not TFDS's "Downloading and
+preparing dataset" ones; TFDS's progress bars show only when stderr is a
+terminal, where they are cleared before the reports are printed. TFDS writes
+a build into TFDS_DIR/deepmask_coco/NAME/incomplete.*/ and renames it when
+done; the folder a killed build left is removed (and named) by the next
+`prepare`.
 """
 
 import dataclasses
 import io
 import os
+import shutil
+import sys
 
 from etils import epath
 import jax
@@ -28,6 +38,7 @@ import tensorflow_datasets as tfds
 
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import coco_masks
+from deepmask_jax.data.coco_report import counted
 from deepmask_jax.data import synthetic
 from deepmask_jax.errors import DataError
 
@@ -128,7 +139,8 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
     return generators
 
   def _generate_examples(self, records, report):
-    """Yields (image id, example); prints the split's LoadReport at the end."""
+    """Yields (image id, example); what it skips goes into `report`, which
+    `prepare` prints once the build (and its progress bars) is done."""
     for record in records:
       jpeg = coco_json.read_image(record, report)
       if jpeg is None:
@@ -139,7 +151,15 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
           'image/filename': record.file_name,
           'objects': [_encode_object(obj, record) for obj in record.objects],
       }
-    print(report.summary(), flush=True)
+
+  # TFDS prints "Downloading and preparing dataset <size> ..." and "Dataset ...
+  # downloaded and prepared ..." with termcolor, whatever its log level; a
+  # local build says what it does in `_build`'s lines instead.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
 
 
 def _encode_object(obj: coco_json.ObjectRecord, record: coco_json.ImageRecord):
@@ -223,15 +243,54 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   if jax.process_index() == 0:
     synthetic.ensure_synthetic(data_config)
     builder = make_builder(data_config)
+    _remove_interrupted_builds(builder)
     if not builder.is_prepared():
       check_source(builder.builder_config)
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+      _build(builder)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepare {tfds_dir(data_config)}')
   if builder is None:  # Built by process 0.
     builder = make_builder(synthetic.ensure_synthetic(data_config))
   return builder
+
+
+def _build(builder: DeepmaskCoco) -> None:
+  """Builds the dataset's files, saying so in lines of its own (module doc)."""
+  name = builder.builder_config.name
+  print(f"building the TFDS files of dataset '{name}' in {builder.data_dir} "
+        '(once: later runs reuse them)', flush=True)
+  # In a log, a progress bar is a line of redraws and cursor moves.
+  tfds.display_progress_bar(sys.stderr.isatty())
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  for split in SPLITS:
+    print(builder.load_reports[split].summary(), flush=True)
+  sizes = ', '.join(f"{counted(builder.info.splits[split].num_examples, 'image')} "
+                    f'in {split}' for split in SPLITS)
+  print(f"dataset '{name}' built: {sizes}", flush=True)
+
+
+def _remove_interrupted_builds(builder: DeepmaskCoco) -> None:
+  """Removes the folders killed builds of this dataset left, one line each.
+
+  TFDS removes its temporary folder when a build fails with an exception, not
+  when the process is killed. Two builds of one dataset at a time are not
+  supported (the second would fail at TFDS's final rename anyway).
+  """
+  parent = os.path.dirname(builder.data_dir)  # TFDS_DIR/deepmask_coco/NAME
+  if not os.path.isdir(parent):
+    return
+  for name in sorted(os.listdir(parent)):
+    path = os.path.join(parent, name)
+    if name.startswith(tfds.core.constants.INCOMPLETE_PREFIX) and os.path.isdir(path):
+      print(f'removing {path} ({_megabytes(path):.1f} MB), left by an '
+            'interrupted TFDS build', flush=True)
+      shutil.rmtree(path)
+
+
+def _megabytes(folder: str) -> float:
+  return sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(folder) for f in files) / 1e6
 
 
 def categories(builder: tfds.core.DatasetBuilder) -> list[dict]:

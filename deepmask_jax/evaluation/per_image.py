@@ -59,7 +59,8 @@ def read_scored_image(record: coco_json.ImageRecord,
     left_out.add(coco_json.MISSING_FILE, record.file_name)
     return None
   except (OSError, EOFError, SyntaxError, ValueError) as error:
-    left_out.add(coco_json.UNREADABLE_FILE, f'{record.file_name} ({error})')
+    left_out.add(coco_json.UNREADABLE_FILE, f'{record.file_name} '
+                 f'({coco_json.image_error(error, path=record.path)})')
     return None
   if image.shape[:2] != (record.height, record.width):
     left_out.add(coco_json.SIZE_MISMATCH,

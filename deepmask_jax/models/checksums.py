@@ -5,8 +5,11 @@ flipped byte in an array file can restore as different numbers in silence.
 Once a step has been saved completely, the trainer writes STEP/checksums.json
 listing every file of the step with its size and SHA-256 (streamed, about
 0.3 s per 100 MB here). A step is trusted only when that list exists and
-every file in it is present with its size and digest; a step without the list
-is a save that never finished (the list is written last).
+every file in it is present with its size and digest. Orbax renames a step
+into place once all its files are written, and the list follows, so a step
+without the list is an unfinished save (the process stopped in between) or
+was written before checksums were kept; models/store.py decides how such a
+step is read.
 """
 
 import hashlib
@@ -14,6 +17,9 @@ import json
 import os
 
 MANIFEST = 'checksums.json'
+# Why a step has no MANIFEST when this version wrote it.
+UNFINISHED = ('an unfinished save, stopped after orbax had written the step '
+              'and before its checksums')
 
 
 def _digest(path: str) -> str:
@@ -55,7 +61,7 @@ def _read_manifest(step_dir: str):
   """(entries, None) or (None, why the list cannot be used)."""
   path = os.path.join(step_dir, MANIFEST)
   if not os.path.isfile(path):
-    return None, f'no {MANIFEST} (a save that did not finish)'
+    return None, f'no {MANIFEST}: {UNFINISHED}'
   try:
     with open(path) as f:
       entries = json.load(f)['files']

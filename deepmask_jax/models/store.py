@@ -12,6 +12,15 @@ saved beside it (deepmask_jax/train/checkpointing.py writes them; this module
 only reads, so the model layer needs nothing from the training layer). A step
 is read only if its files match the checksums saved with it
 (deepmask_jax/models/checksums.py); damaged steps are named and passed over.
+A step without checksums is whole as far as orbax knows (orbax renames it
+into place once written) but unchecked: it is an unfinished save (the
+process stopped before its checksums were written) or older than checksums.
+While another step has checksums it is passed over as damaged (a checked
+step is used instead). When no step has any, the steps are read unverified,
+rather than leaving nothing to resume from, with one line saying why: a lone
+step is an unfinished first save (or, which its files cannot tell, an older
+version's step); several come from an older version, as this one seals each
+step before saving the next.
 Nothing here unpickles: orbax stores arrays in tensorstore/OCDBT and the
 config is JSON, so an untrusted model file cannot execute code.
 """
@@ -140,31 +149,36 @@ def steps_by_preference(directory: str) -> list:
           sorted((s for s, r in ranks.items() if r is None), reverse=True))
 
 
-def _written_before_checksums(directory: str) -> bool:
-  """True for a workdir from before checksums were kept: steps, none sealed.
-
-  A crash between orbax's commit and the checksums leaves only the newest
-  step unsealed, so a workdir with some sealed steps is checked strictly.
-  """
+def _read_unverified(directory: str) -> list:
+  """The steps, oldest first, if none has checksums (then all are read
+  unverified); else [] (each step is checked, see the module doc)."""
   steps = saved_steps(directory)
-  return bool(steps) and not any(
-      os.path.exists(os.path.join(directory, str(s), checksums.MANIFEST))
-      for s in steps)
+  if any(os.path.exists(os.path.join(directory, str(s), checksums.MANIFEST))
+         for s in steps):
+    return []
+  return steps
 
 
 def damage_of(directory: str, step: int) -> str | None:
   """Why `step` cannot be trusted (one line), or None.
 
-  Checkpoints written before checksums were kept are read unverified
-  (warn_if_unverified says so once) rather than refused.
+  Steps are read unverified when none has checksums (warn_if_unverified says
+  so once) rather than refused.
   """
-  if _written_before_checksums(directory):
+  if _read_unverified(directory):
     return None
   return checksums.find_damage(os.path.join(directory, str(step)))
 
 
 def warn_if_unverified(directory: str) -> None:
-  if _written_before_checksums(directory):
+  """One line on stderr if the steps are read unverified, and why."""
+  steps = _read_unverified(directory)
+  if len(steps) == 1:
+    print(f'checkpoint step {steps[0]} in {directory} has no '
+          f'{checksums.MANIFEST}: {checksums.UNFINISHED} (or a step written '
+          'by an older version); read unverified, as it is the only step',
+          file=sys.stderr, flush=True)
+  elif steps:
     print(f'checkpoints in {directory} have no checksums (written by an '
           'older version): read unverified', file=sys.stderr, flush=True)
 

@@ -105,9 +105,11 @@ def test_two_point_polygon_part_is_dropped(broken_coco):
   objects = _objects_by_id(images)
   assert objects[broken_coco.two_point_part_dropped].segmentation == [conftest.SQUARE]
   assert broken_coco.two_point_only not in objects
-  dropped = report.items[coco_json.POLYGON_TOO_FEW_POINTS]
-  assert len(dropped) == 2 and all('2 points' in item for item in dropped)
-  assert report.items[coco_json.NO_VALID_POLYGON] == [f'annotation {broken_coco.two_point_only}']
+  # Annotation 2 keeps a part; annotation 3's only part goes with it (one drop).
+  assert report.items[coco_json.POLYGON_TOO_FEW_POINTS] == [
+      f'annotation {broken_coco.two_point_part_dropped} (2 points)']
+  assert report.items[coco_json.NO_VALID_POLYGON] == [
+      f'annotation {broken_coco.two_point_only} (2 points)']
 
 
 def test_zero_area_and_negative_boxes_are_skipped(broken_coco):
@@ -247,3 +249,52 @@ def test_nan_bbox_is_dropped_and_named(tmp_path):
 def test_malformed_json_is_a_data_error(tmp_path):
   with pytest.raises(DataError, match=r"instances_val.json: top level must be an object"):
     coco_json.load_instances(_write_json(tmp_path, '[1, 2]'), str(tmp_path))
+
+
+def test_an_only_odd_length_polygon_is_one_drop_on_one_line(tmp_path):
+  data = _minimal({'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                   'segmentation': [[0, 0, 5, 0, 5]]})
+  data['annotations'].append({'id': 2, 'image_id': 1, 'category_id': 1,
+                              'bbox': [0, 0, 5, 5], 'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  _, _, report = coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+  assert dict(report.items) == {coco_json.NO_VALID_POLYGON: ['annotation 1 (5 coordinates)']}
+  assert report.headline() == '1 annotation dropped'
+  assert len(report.summary().splitlines()) == 2  # The headline and one reason.
+
+
+def test_a_string_image_id_is_shown_quoted(tmp_path):
+  data = _minimal({'id': 1, 'image_id': '360461', 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                   'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  with pytest.raises(DataError, match=r"'image_id' has the wrong type \(int expected\): "
+                                      r"'360461'$"):
+    coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+
+
+def test_a_duplicate_image_id_names_both_files(tmp_path):
+  data = _minimal({'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 5, 5],
+                   'segmentation': [[0, 0, 5, 0, 5, 5]]})
+  data['images'].append(dict(data['images'][0], file_name='b.jpg'))
+  with pytest.raises(DataError) as error:
+    coco_json.load_instances(_write_json(tmp_path, data), str(tmp_path))
+  assert "duplicate image id: 'b.jpg' has the id of 'a.jpg'" in str(error.value)
+
+
+def test_a_zero_byte_image_is_called_empty(tmp_path):
+  (tmp_path / 'empty.jpg').write_bytes(b'')
+  record = coco_json.ImageRecord(1, 'empty.jpg', str(tmp_path / 'empty.jpg'), 10, 10)
+  report = coco_json.LoadReport()
+  assert coco_json.read_image(record, report) is None
+  assert report.items[coco_json.UNREADABLE_FILE] == ['empty.jpg (empty file (0 bytes))']
+  # Read by path (evaluation, the proposal CLI), it is worded the same.
+  with pytest.raises(OSError) as error:
+    Image.open(tmp_path / 'empty.jpg')
+  assert coco_json.image_error(error.value, path=str(tmp_path / 'empty.jpg')) == (
+      'empty file (0 bytes)')
+
+
+def test_no_image_message_shows_an_object_repr(broken_coco):
+  for file_name in broken_coco.unreadable_files:
+    _, report = _read(broken_coco, file_name)
+    item = report.items[coco_json.UNREADABLE_FILE][0]
+    assert item.startswith(f'{file_name} (') and ' at 0x' not in item, item
+    assert 'BytesIO' not in item, item

@@ -164,15 +164,54 @@ def _single_object_json(category_id, categories):
       'categories': [{'id': cid, 'name': f'c{cid}'} for cid in categories]})
 
 
-def test_labels_follow_the_union_of_both_splits_categories(broken_coco, tmp_path):
-  (tmp_path / 'images').mkdir()
-  (tmp_path / 'images' / 'good.jpg').write_bytes(
+def _one_image_dataset(broken_coco, root, name, train_categories=(1,),
+                       val_categories=(1,)):
+  """config.data of a dataset of one image (good.jpg) per split, one object each
+  (of the last category listed), built under root/tfds."""
+  (root / 'images').mkdir()
+  (root / 'images' / 'good.jpg').write_bytes(
       (broken_coco.train_images / 'good.jpg').read_bytes())
-  (tmp_path / 'train.json').write_text(_single_object_json(3, [1, 3]))
-  (tmp_path / 'val.json').write_text(_single_object_json(5, [3, 5]))
-  builder = tfds_coco.prepare(conftest.data_config(
-      tmp_path, '', name='union', train_json='train.json', val_json='val.json',
-      train_images='images', val_images='images'))
+  (root / 'train.json').write_text(_single_object_json(train_categories[-1],
+                                                       train_categories))
+  (root / 'val.json').write_text(_single_object_json(val_categories[-1], val_categories))
+  return conftest.data_config(root, '', name=name, train_json='train.json',
+                              val_json='val.json', train_images='images',
+                              val_images='images')
+
+
+def test_labels_follow_the_union_of_both_splits_categories(broken_coco, tmp_path):
+  builder = tfds_coco.prepare(_one_image_dataset(broken_coco, tmp_path, 'union',
+                                                 [1, 3], [3, 5]))
   assert [c['id'] for c in tfds_coco.categories(builder)] == [1, 3, 5]
   assert _examples(builder, 'train')[0]['objects']['label'].tolist() == [1]
   assert _examples(builder, 'val')[0]['objects']['label'].tolist() == [2]
+
+
+def test_a_build_prints_its_own_lines_apart_from_progress_bars(broken_coco, tmp_path,
+                                                               capfd):
+  builder = tfds_coco.prepare(_one_image_dataset(broken_coco, tmp_path, 'own_lines'))
+  out, err = capfd.readouterr()
+  assert 'Downloading' not in out + err and 'downloaded' not in out + err
+  assert f"building the TFDS files of dataset 'own_lines' in {builder.data_dir}" in out
+  lines = out.splitlines()
+  for split in tfds_coco.SPLITS:  # Each report line is a whole line of its own.
+    assert set(builder.load_reports[split].summary().splitlines()) <= set(lines)
+  assert "dataset 'own_lines' built: 1 image in train, 1 image in val" in lines
+  # Not a terminal: no progress bar redraws (carriage returns, cursor moves).
+  assert '\r' not in out + err and '\x1b[' not in out + err
+
+
+def test_an_interrupted_build_is_removed_and_named(broken_coco, tmp_path, capfd):
+  data = _one_image_dataset(broken_coco, tmp_path, 'interrupted')
+  # Where TFDS writes a build before renaming it: what a killed build leaves.
+  left = os.path.join(os.path.dirname(tfds_coco.make_builder(data).data_dir),
+                      'incomplete.K1LLED_1.0.0')
+  os.makedirs(left)
+  with open(os.path.join(left, 'deepmask_coco-train.array_record-00000-of-00001'),
+            'wb') as f:
+    f.write(bytes(2_500_000))
+  builder = tfds_coco.prepare(data)
+  assert not os.path.exists(left)
+  out = capfd.readouterr().out
+  assert f'removing {left} (2.5 MB), left by an interrupted TFDS build' in out.splitlines()
+  assert builder.info.splits['train'].num_examples == 1

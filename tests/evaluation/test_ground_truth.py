@@ -88,13 +88,11 @@ DROPPED_CASES = {
         {coco_json.UNKNOWN_CATEGORY: 'annotation 10 (category 77)'},
         '1 annotation dropped')),
     'odd-length polygon': (_added(_extra(segmentation=[[10, 10, 18, 10, 18]])), Dropped(
-        {coco_json.POLYGON_ODD_COORDINATES: 'annotation 10 (5 coordinates)',
-         coco_json.NO_VALID_POLYGON: 'annotation 10'},
-        '1 polygon part dropped, 1 annotation dropped')),
+        {coco_json.NO_VALID_POLYGON: 'annotation 10 (5 coordinates)'},
+        '1 annotation dropped')),
     'two-point polygon': (_added(_extra(segmentation=[[10, 10, 18, 18]])), Dropped(
-        {coco_json.POLYGON_TOO_FEW_POINTS: 'annotation 10 (2 points)',
-         coco_json.NO_VALID_POLYGON: 'annotation 10'},
-        '1 polygon part dropped, 1 annotation dropped')),
+        {coco_json.NO_VALID_POLYGON: 'annotation 10 (2 points)'},
+        '1 annotation dropped')),
     'zero-area box': (_added(_extra(bbox=[10, 10, 0, 8])), Dropped(
         {coco_json.BAD_BOX: 'annotation 10 (w=0, h=8)'}, '1 annotation dropped')),
     'box outside the image': (_added(_extra(bbox=[60, 10, 8, 8])), Dropped(
@@ -129,9 +127,10 @@ DROPPED_CASES = {
 FAILING_CASES = {
     'duplicate image id': (
         lambda data: data['images'].append(dict(data['images'][0], file_name='x.jpg')),
-        Fails(f'{JSON_NAME}: images[2] (id 1): duplicate image id')),
+        Fails(f"{JSON_NAME}: images[2] (id 1): duplicate image id: 'x.jpg' has the id "
+              "of '1.jpg'")),
     'string image id': (_set('images', 1, id='2'), Fails(
-        f"{JSON_NAME}: images[1] (id 2): 'id' has the wrong type (int expected): 2")),
+        f"{JSON_NAME}: images[1] (id '2'): 'id' has the wrong type (int expected): '2'")),
     'boolean annotation id': (_added(_extra(id=True)), Fails(
         f"{JSON_NAME}: annotations[4] (id True): 'id' has the wrong type (int expected): "
         'True')),
@@ -146,7 +145,7 @@ FAILING_CASES = {
         '(segmentation expected): [[10, 10, 18, True, 18, 18]]')),
     'string area': (_added(_extra(area='64')), Fails(
         f"{JSON_NAME}: annotations[4] (id 10): 'area' has the wrong type "
-        '(number expected): 64')),
+        "(number expected): '64'")),
     'string RLE size': (
         _added(_extra(iscrowd=1, segmentation=_crowd_rle(['40', '48']))), Fails(
             f"{JSON_NAME}: annotations[4] (id 10): 'segmentation' has the wrong type "
@@ -347,3 +346,10 @@ def test_evaluation_prints_what_it_scored_and_dropped(image_dir, tmp_path, capsy
   assert 'annotation 10 (bbox [10, nan, 8, 8])' in out
   assert ('scored 2 images, 4 objects; left out: nothing; ground truth: '
           '1 annotation dropped') in out
+
+
+def test_the_coverage_line_counts_crowd_regions_in_the_plural():
+  figures = {'images_scored': 3, 'objects_scored': 7, 'crowd_regions': 5,
+             'images_left_out': {}, 'ground_truth': {'summary': 'all records valid'}}
+  assert ground_truth_lib.coverage_line(figures).startswith(
+      'scored 3 images, 7 objects (5 crowd regions ignored); left out: nothing')

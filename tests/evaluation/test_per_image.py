@@ -4,8 +4,10 @@ import json
 import os
 
 from deepmask_jax.data import coco_json
+from deepmask_jax.data.coco_report import LoadReport
 from deepmask_jax.evaluation.per_image import (BBOX_FILE, METRICS_FILE,
-                                               SEGM_FILE, evaluate_per_image)
+                                               SEGM_FILE, evaluate_per_image,
+                                               read_scored_image)
 from deepmask_jax.inference.api import ProposalGenerator
 from tests.inference.conftest import tiny_model
 
@@ -59,3 +61,11 @@ def test_max_images_takes_the_first_ids(coco_tiny, tmp_path):
   with open(coco_tiny / 'annotations' / 'instances_val2017.json') as f:
     first = min(i['id'] for i in json.load(f)['images'])
   assert {r['image_id'] for r in results} == {first}
+
+
+def test_a_zero_byte_image_is_left_out_as_an_empty_file(tmp_path):
+  (tmp_path / 'empty.jpg').write_bytes(b'')
+  left_out = LoadReport()
+  record = coco_json.ImageRecord(1, 'empty.jpg', str(tmp_path / 'empty.jpg'), 8, 8)
+  assert read_scored_image(record, left_out) is None
+  assert left_out.items[coco_json.UNREADABLE_FILE] == ['empty.jpg (empty file (0 bytes))']

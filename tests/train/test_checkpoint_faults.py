@@ -110,7 +110,7 @@ DAMAGE = {
     truncate: 'truncated',
     delete_array_file: 'is missing',
     flip_byte: 'does not match its checksum',
-    drop_checksums: 'no checksums.json',
+    drop_checksums: 'no checksums.json: an unfinished save',
     drop_step_metadata: '_CHECKPOINT_METADATA is missing',
     garble_metrics: 'metrics/metrics has',
 }
@@ -249,4 +249,20 @@ def test_a_workdir_from_before_checksums_is_read_unverified(tmp_path, capfd):
              ) == 2  # The best validated step.
   err = capfd.readouterr().err
   assert 'have no checksums (written by an older version)' in err
+  assert not os.path.exists(tmp_path / DAMAGED)
+
+
+def test_a_lone_step_without_checksums_is_read_as_an_unfinished_save(
+    tmp_path, capfd):
+  save_steps(tmp_path, {2: None})
+  drop_checksums(tmp_path, 2)  # Killed after orbax's rename, before sealing.
+  assert int(restore(tmp_path).step) == 2
+  assert int(store.load_training_checkpoint(str(tmp_path))[0]['params']['b'][0]
+             ) == 2
+  err = capfd.readouterr().err
+  line = (f'checkpoint step 2 in {tmp_path / "checkpoints"} has no checksums.json: '
+          'an unfinished save')
+  assert err.count(line) == 2, err  # Once on resume, once on evaluation.
+  assert 'read unverified, as it is the only step' in err
+  assert 'have no checksums' not in err
   assert not os.path.exists(tmp_path / DAMAGED)
