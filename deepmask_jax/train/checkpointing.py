@@ -14,11 +14,13 @@ Disk faults: orbax writes a step asynchronously into a temporary directory
 and renames it when complete; a sealing thread then waits for that and writes
 the step's checksums (models/checksums.py), so a step is trusted only once
 fully on disk. A failed save (disk full, read-only directory) stops training
-with a CheckpointError at the next save or at the end, and removes nothing
-older. On resume, damaged steps (truncated, missing or changed files, or no
-checksums) are named and moved to WORKDIR/damaged_checkpoints/ before orbax
-opens the directory, and the newest intact step is restored; with none intact
-the run stops, loading nothing. With several processes, process 0 does the
+with a CheckpointError at the next step, and removes nothing older. On
+resume, damaged steps (truncated, missing or changed files; no checksums
+beside sealed steps: an unfinished save) are named and moved to
+WORKDIR/damaged_checkpoints/ before orbax opens the directory, and the
+newest intact step is restored; with none intact the run stops, loading
+nothing. A lone step without checksums is read unverified, with a line
+saying why (models/store.py). With several processes, process 0 does the
 checking and writes the checksums.
 """
 
