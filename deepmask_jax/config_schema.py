@@ -115,6 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 8000  # The reference validates every 2nd epoch.
   config.eval_batches = 200  # evalPerPatch: testmaxload batches.
   config.log_every_steps = 50
+  # Resuming a workdir with a config that differs from its checkpoint's in
+  # more than cadence, length or evaluation fields (train/resume_check.py):
+  # 'refuse' (one line naming the fields) or 'allow' (print them, go on).
+  config.resume_changes = 'refuse'
 
   # Dense multi-scale proposals (deepmask_jax/inference/defaults.py).
   config.inference = inference_defaults()

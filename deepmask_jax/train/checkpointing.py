@@ -25,6 +25,7 @@ checking and writes the checksums.
 """
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -32,13 +33,16 @@ import sys
 import threading
 import time
 
+from etils import epath
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from deepmask_jax.errors import CheckpointError
 from deepmask_jax.models import checksums, store
+from deepmask_jax.train.resume_check import check_arrays
 
 DAMAGED = 'damaged_checkpoints'
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax's name for a step being written
@@ -157,12 +161,33 @@ class Checkpoints:
     """Restores a TrainState shaped (and sharded) like `abstract_state`.
 
     `step` defaults to the latest; every step left in the directory passed
-    its checksums when this object was created.
+    its checksums when this object was created. Arrays shaped otherwise than
+    `abstract_state`'s (a resumed run whose config changed a shape) stop it
+    with one CheckpointError line naming them, before orbax reads any.
     """
     step = self.latest_step() if step is None else step
+    check_arrays(self._saved_shapes(step), array_shapes(abstract_state),
+                 self.workdir, step)
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
     return restored['state']
+
+  def saved_config(self, step: int | None = None):
+    """The ConfigDict checkpoint `step` (default: the latest) was saved with."""
+    step = self.latest_step() if step is None else step
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore()))
+    return store.config_from_json(json.dumps(restored['config']))
+
+  def _saved_shapes(self, step: int) -> dict:
+    """{'a/b/c': shape} of the arrays of checkpoint `step`, from orbax's
+    metadata (no array is read)."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+      return array_shapes(handler.metadata(
+          epath.Path(self.directory) / str(step) / 'state'))
+    finally:
+      handler.close()
 
   def _move_aside(self, step: int) -> None:
     target = os.path.join(self.workdir, DAMAGED, str(step))
@@ -199,6 +224,19 @@ class Checkpoints:
           raise
       finally:
         _remove_if_empty(self.directory)
+
+
+def array_shapes(tree) -> dict:
+  """{'a/b/c': shape tuple} of a pytree's arrays (or orbax's metadata of
+  them): dict keys, attribute names and sequence indices joined by '/', so
+  a dataclass or named tuple and the dict orbax saves it as name alike."""
+  def name(key):
+    for attribute in ('key', 'name', 'idx'):
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+  return {'/'.join(name(k) for k in path): tuple(np.shape(leaf))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _one_line(err: Exception) -> str:

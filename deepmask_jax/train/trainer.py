@@ -6,7 +6,8 @@ names none of them.
 
 Resumable at any step: the TrainState comes from the latest checkpoint and the
 data stream restarts at that step (batch t is a pure function of the seed and
-t). Losses are fetched from the device only at log, validation and checkpoint
+t). The workdir remembers its config: a resume that changes more than
+cadence, length or evaluation fields is refused (train/resume_check.py). Losses are fetched from the device only at log, validation and checkpoint
 points, so steps are dispatched without host round trips; a non-finite loss
 found there stops training with the step named, before any further save, so
 the last good checkpoint stays intact.
@@ -26,6 +27,7 @@ from deepmask_jax.train.checkpointing import Checkpoints
 from deepmask_jax.train.initialization import with_pretrained_model
 from deepmask_jax.train.metric_writer import MetricWriter
 from deepmask_jax.train.parallel import DataParallel, check_batch_divisible
+from deepmask_jax.train.resume_check import allows_changes, check_resume
 from deepmask_jax.train.train_step import create_train_state, make_step_fns
 
 
@@ -82,6 +84,25 @@ def setup(config, family, devices=None):
   return model, parallel, create_train_state(config, variables, optimization)
 
 
+def _start(config, family, checkpoints: Checkpoints):
+  """(model, DataParallel, replicated TrainState): fresh, or resumed from the
+  latest checkpoint once its config allows it (resume_check)."""
+  step = checkpoints.latest_step()
+  if step is not None:  # Checked before the model is even built.
+    for line in check_resume(checkpoints.saved_config(step), config,
+                             checkpoints.workdir, step):
+      print(line, flush=True)
+  model, parallel, state = setup(config, family)
+  if step is not None:
+    # Restored straight onto the devices it trains on: with several processes
+    # a process cannot move its arrays onto the other processes' devices.
+    state = checkpoints.restore(_abstract(state, parallel.state_sharding),
+                                step)
+    print(f'Resumed from step {int(state.step)} in {checkpoints.directory}',
+          flush=True)
+  return model, parallel, parallel.replicate(state)
+
+
 def train_and_evaluate(config, workdir: str, family, *, train_source=None,
                        eval_source=None) -> dict:
   """Trains `family`'s model in `workdir`; returns the last validation figures.
@@ -94,17 +115,15 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
       (`family.train_batches(config, start_step=...)` /
       `family.validation_batches(config)`), e.g. in-memory batches.
   """
+  allows_changes(config)  # A bad --config.resume_changes fails first.
   config = family.resolve_config(config)
   check_batch_divisible(config.batch_size)
-  model, parallel, state = setup(config, family)
   checkpoints = Checkpoints(workdir, config.keep_checkpoints)
-  if checkpoints.latest_step() is not None:
-    # Restored straight onto the devices it trains on: with several processes
-    # a process cannot move its arrays onto the other processes' devices.
-    state = checkpoints.restore(_abstract(state, parallel.state_sharding))
-    print(f'Resumed from step {int(state.step)} in {checkpoints.directory}',
-          flush=True)
-  state = parallel.replicate(state)
+  try:
+    model, parallel, state = _start(config, family, checkpoints)
+  except BaseException:
+    checkpoints.close()
+    raise
   start, end = int(state.step), family.total_steps(config)
   validate_fn = family.validator(config, model, parallel,
                                  eval_source or family.validation_batches)
