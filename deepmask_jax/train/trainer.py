@@ -119,45 +119,52 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
   config = family.resolve_config(config)
   check_batch_divisible(config.batch_size)
   checkpoints = Checkpoints(workdir, config.keep_checkpoints)
+  batches = writer = None
   try:
     model, parallel, state = _start(config, family, checkpoints)
-  except BaseException:
-    checkpoints.close()
-    raise
-  start, end = int(state.step), family.total_steps(config)
-  validate_fn = family.validator(config, model, parallel,
-                                 eval_source or family.validation_batches)
-  batches = _training_batches(train_source or family.train_batches, config,
-                               start)
-  writer = MetricWriter(workdir, end, config.batch_size, start,
-                        family.sample_name)
-  pending, figures = [], {}
-  try:
-    for step in range(start + 1, end + 1):
-      batch = next(batches)
-      head = family.head_of(batch)
-      state, metrics = parallel.step(state, batch, head)
-      pending.append((step, head, metrics))
-      checkpoints.raise_if_failed()
-      is_last = step == end
-      validate = step % config.eval_every_steps == 0 or is_last
-      save = step % config.checkpoint_every_steps == 0 or validate
-      if step % config.log_every_steps == 0 or save:
-        _check_and_log(pending, writer, checkpoints)
-      if validate:
-        started = time.time()
-        figures = validate_fn({'params': state.params,
-                               'constants': state.constants})
-        figures['seconds'] = time.time() - started
-        writer.write_eval(step, family.validation_name, figures)
-      if save:
-        checkpoints.save(state, config, figures if validate else None,
-                         family.rank(figures) if validate else None)
-        writer.reset_clock()
+    start, end = int(state.step), family.total_steps(config)
+    validate_fn = family.validator(config, model, parallel,
+                                   eval_source or family.validation_batches)
+    batches = _training_batches(train_source or family.train_batches, config,
+                                start)
+    writer = MetricWriter(workdir, end, config.batch_size, start,
+                          family.sample_name)
+    return _train(config, family, parallel, state, (start, end), batches,
+                  validate_fn, checkpoints, writer)
   finally:
-    batches.close()
+    if batches is not None:
+      batches.close()
     try:
       checkpoints.close()  # Raises CheckpointError if the last save failed.
     finally:
-      writer.close()
+      if writer is not None:
+        writer.close()
+
+
+def _train(config, family, parallel, state, steps: tuple, batches,
+           validate_fn, checkpoints, writer) -> dict:
+  """Steps (start, end] of the loop; returns the last validation figures."""
+  start, end = steps
+  pending, figures = [], {}
+  for step in range(start + 1, end + 1):
+    batch = next(batches)
+    head = family.head_of(batch)
+    state, metrics = parallel.step(state, batch, head)
+    pending.append((step, head, metrics))
+    checkpoints.raise_if_failed()
+    is_last = step == end
+    validate = step % config.eval_every_steps == 0 or is_last
+    save = step % config.checkpoint_every_steps == 0 or validate
+    if step % config.log_every_steps == 0 or save:
+      _check_and_log(pending, writer, checkpoints)
+    if validate:
+      started = time.time()
+      figures = validate_fn({'params': state.params,
+                             'constants': state.constants})
+      figures['seconds'] = time.time() - started
+      writer.write_eval(step, family.validation_name, figures)
+    if save:
+      checkpoints.save(state, config, figures if validate else None,
+                       family.rank(figures) if validate else None)
+      writer.reset_clock()
   return figures

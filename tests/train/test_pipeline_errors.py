@@ -52,6 +52,7 @@ def test_error_at_step_n_of_a_tf_data_stage_ends_training(tmp_path):
   assert isinstance(error, feed.PipelineError), repr(error)
   assert str(error) == ('training batches failed at step 2: ValueError: '
                         f'{failing_pipeline_main.FAILURE} at step 2')
+  assert not (tmp_path / 'checkpoints').exists()  # Nothing saved, no folder.
 
 
 def failing_main(workdir, kind, *flags):
