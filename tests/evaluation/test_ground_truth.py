@@ -178,6 +178,7 @@ class FixedProposals:
   Images are recognised by their fill value (image id * 40).
   """
   class_aware = False
+  categories = ({'id': 1, 'name': 'object'},)
   compilations = {}
 
   def __init__(self):
@@ -347,3 +348,14 @@ def test_evaluation_prints_what_it_scored_and_dropped(image_dir, tmp_path, capsy
   assert 'annotation 10 (bbox [10, nan, 8, 8])' in out
   assert ('scored 2 images, 4 objects; left out: nothing; ground truth: '
           '1 annotation dropped') in out
+
+
+def test_skipped_line_counts_the_images_left_out_with_a_few_names():
+  missing = [f'{i}.jpg' for i in range(5)]
+  line = ground_truth_lib.skipped_line({'images_left_out': {
+      coco_json.MISSING_FILE: missing,
+      coco_json.SIZE_MISMATCH: ['big.jpg (file 9x9, json 8x8)']}})
+  assert line.startswith('6 images skipped, not scored: file missing: '
+                         '0.jpg, 1.jpg, 2.jpg, ...; file size differs')
+  assert 'big.jpg' in line and '3.jpg' not in line
+  assert ground_truth_lib.skipped_line({'images_left_out': {}}) == ''
