@@ -7,7 +7,10 @@ from the config given on the command line (the family's `eval_overrides`), so
 a model can be evaluated on another COCO-format split. Figures are printed and
 saved to WORKDIR/eval_<data.name>/evaluation.json (the family writes its
 results files beside it), so evaluations on different datasets do not
-overwrite each other.
+overwrite each other. The step evaluated is printed first and stored there
+('step'; null for a converted model directory, which has none). The folder
+is created only when there is something to write, so a failed evaluation
+leaves none behind.
 """
 
 import json
@@ -36,26 +39,41 @@ def _get(config, dotted: str):
 
 
 def load_for_evaluation(config, workdir: str):
-  """(family, model, variables, merged config) of the model in `workdir`."""
+  """(family, model, variables, merged config, step) of the model in
+  `workdir`; step is None for a converted model directory."""
   if os.path.isdir(os.path.join(workdir, store.TRAIN_CHECKPOINTS)):
-    step = None if config.evaluation.step < 0 else config.evaluation.step
-    variables, model_config = store.load_training_checkpoint(workdir, step)
+    step = store.choose_training_step(
+        workdir, None if config.evaluation.step < 0 else config.evaluation.step)
+    variables, model_config = store.read_training_step(workdir, step)
   else:  # A converted model directory.
+    step = None
     variables, model_config = store.load_model(workdir)
   family = families.get_family(model_config.model)
   merged = ml_collections.ConfigDict(model_config.to_dict())
   for field in family.eval_overrides:
     _set(merged, field, _get(config, field))
-  return family, family.build_model(merged), variables, merged
+  return family, family.build_model(merged), variables, merged, step
+
+
+def evaluated_line(workdir: str, step) -> str:
+  """What is evaluated, in one line."""
+  if step is None:
+    return f'evaluating the converted model directory {workdir} (no step)'
+  return f'evaluating step {step} of {workdir}'
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
-  """Evaluates the model in `workdir`; returns the family's figures."""
-  family, model, variables, config = load_for_evaluation(config, workdir)
+  """Evaluates the model in `workdir`; returns the family's figures with
+  'step' (None for a converted model directory) first."""
+  family, model, variables, config, step = load_for_evaluation(config, workdir)
+  primary = jax.process_index() == 0  # Every process holds the same figures.
+  if primary:
+    print(evaluated_line(workdir, step), flush=True)
   out_dir = os.path.join(workdir, f'eval_{config.data.name}')
-  os.makedirs(out_dir, exist_ok=True)
-  results = family.evaluate(model, variables, config, out_dir)
-  if jax.process_index() == 0:  # Every process holds the same figures.
+  results = {'step': step,
+             **family.evaluate(model, variables, config, out_dir)}
+  if primary:
+    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:
       json.dump(results, f, indent=2, default=str)
     print(f'wrote {os.path.join(out_dir, RESULTS_FILE)}', flush=True)

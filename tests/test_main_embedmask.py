@@ -59,6 +59,9 @@ def test_eval_mode_reports_ap_with_categories_and_agnostic_ar(trained):
   with open(root / 'run' / 'eval_synthetic' / 'evaluation.json') as f:
     figures = json.load(f)
   assert figures['num_images'] == 4
+  assert figures['step'] == STEPS
+  assert f'evaluating step {STEPS} of' in result.stdout
+  assert figures['categories']['outcome'] == 'same'
   for kind in ('segm', 'bbox'):
     assert {'AP', 'AP50', 'AP75', 'AR@100'} <= set(figures[kind])
   assert 'AP_small' in result.stdout and 'AR@1000' in result.stdout

@@ -133,7 +133,8 @@ def _is_rle(value):
   return counts_ok and size_ok
 
 
-def _read_json(json_path):
+def _load_json(json_path):
+  """The parsed json; a file that cannot be read as JSON is a DataError."""
   label = os.path.basename(json_path)
   try:
     with open(json_path, 'rb') as f:
@@ -145,6 +146,12 @@ def _read_json(json_path):
                     f'(character {e.pos}): {e.msg}') from e
   except UnicodeDecodeError as e:
     raise DataError(f'{label}: not UTF-8 text (byte {e.start})') from e
+  return data
+
+
+def _read_json(json_path):
+  label = os.path.basename(json_path)
+  data = _load_json(json_path)
   if not isinstance(data, dict):
     _fail(label, 'top level must be an object with images/annotations/categories, '
           f'got {type(data).__name__}')
@@ -169,6 +176,16 @@ def _parse_categories(data, label):
     name_of[cid] = name
     categories.append({'id': cid, 'name': name})
   return sorted(categories, key=lambda c: c['id'])
+
+
+def load_categories(json_path) -> list[dict]:
+  """The categories of a COCO json ({'id', 'name'}, sorted by id), checked
+  as `load_instances` checks them; images and annotations are not read."""
+  label = os.path.basename(json_path)
+  data = _load_json(json_path)
+  if not isinstance(data, dict) or not isinstance(data.get('categories'), list):
+    _fail(label, "no 'categories' list at the top level")
+  return _parse_categories(data, label)
 
 
 def _parse_images(data, label, image_dir):

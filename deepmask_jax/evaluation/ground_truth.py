@@ -118,6 +118,20 @@ def coverage(ground_truth: GroundTruth, scored_ids: Iterable[int],
   return figures
 
 
+def skipped_line(figures: dict) -> str:
+  """'2 images skipped, not scored: file missing: a.jpg; unreadable ...: b.jpg'
+  from the `coverage` figures ('' when none was left out)."""
+  left_out = figures['images_left_out']
+  count = sum(len(names) for names in left_out.values())
+  if not count:
+    return ''
+  reasons = '; '.join(
+      f"{reason.removeprefix('image skipped: ')}: {', '.join(names[:3])}"
+      + (', ...' if len(names) > 3 else '')
+      for reason, names in left_out.items())
+  return f"{counted(count, 'image')} skipped, not scored: {reasons}"
+
+
 def coverage_line(figures: dict) -> str:
   """'scored 3 images, 7 objects (1 crowd region ignored); left out: ...'."""
   line = (f"scored {counted(figures['images_scored'], 'image')}, "

@@ -6,7 +6,9 @@ ids so), writes its results as COCO results JSON and scores them with
 COCOeval: class-agnostic proposals (`ProposalGenerator`) by AR
 (coco_proposals.py), class-aware detections (`InstanceSegmenter`,
 `class_aware = True`) by AP with categories plus the same AR
-(coco_instances.py), so every family is compared on one table.
+(coco_instances.py), so every family is compared on one table. A class-aware
+model's categories are checked against the split's first (categories.py):
+matched by name when only their ids differ; AR only, no AP, when they differ.
 The ground truth is checked first (ground_truth.py, the training data's
 rules); images that cannot be read are left out of the scoring and named.
 Files written to `out_dir`: proposals_segm.json, proposals_bbox.json and
@@ -31,11 +33,13 @@ from tqdm import tqdm
 from deepmask_jax.data import coco_json
 from deepmask_jax.data.coco_report import LoadReport
 from deepmask_jax.errors import DataError
+from deepmask_jax.evaluation.categories import check_categories
 from deepmask_jax.evaluation.coco_instances import (evaluate_instances,
                                                     report_instances)
 from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
 from deepmask_jax.evaluation.ground_truth import (GroundTruth, coverage,
-                                                  load_ground_truth)
+                                                  load_ground_truth,
+                                                  skipped_line)
 from deepmask_jax.evaluation.results_json import (proposal_category_id,
                                                   proposal_results,
                                                   write_results)
@@ -71,12 +75,15 @@ def read_scored_image(record: coco_json.ImageRecord,
 
 
 def _readable_images(ground_truth: GroundTruth, image_ids, left_out: LoadReport,
-                     handed_out: collections.deque):
+                     handed_out: collections.deque, progress: tqdm):
   """Yields the [H, W, 3] uint8 images of `image_ids` that can be read,
-  appending each id to `handed_out`; the others are named in `left_out`."""
+  appending each id to `handed_out`; the others are named in `left_out` and
+  counted on `progress` at once (so that it reaches its total)."""
   for image_id in image_ids:
     image = read_scored_image(ground_truth.image(image_id), left_out)
-    if image is not None:
+    if image is None:
+      progress.update(1)
+    else:
       handed_out.append(image_id)
       yield image
 
@@ -129,9 +136,11 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     verbose: show a progress bar, print the table.
   Returns:
     The `evaluate_proposals` (or `evaluate_instances`) figures on the images
-    scored, the `ground_truth.coverage` figures (images and objects scored,
-    images left out: unreadable images are not scored, and why; what the
-    json checks dropped), 'compilations' and 'seconds_per_image' (of this process).
+    scored, 'categories' (categories.CategoryCheck.as_dict; and
+    'ap_not_computed', why, when a class-aware model's categories differ),
+    the `ground_truth.coverage` figures (images and objects scored, images
+    left out: unreadable images are not scored, and why; what the json
+    checks dropped), 'compilations' and 'seconds_per_image' (of this process).
   Raises:
     DataError: the json cannot be used (before any image is evaluated), or
       no image could be read.
@@ -148,17 +157,26 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
   segm, bbox, scored, left_out = [], [], [], LoadReport()
   primary = jax.process_index() == 0
   verbose = verbose and primary
+  categories = check_categories(
+      generator.categories, coco.dataset['categories'], generator.class_aware,
+      os.path.basename(ground_truth.json_path))
+  if verbose and categories.line:
+    print(categories.line, flush=True)
   local_ids = image_ids[jax.process_index()::jax.process_count()]
   start = time.perf_counter()
   handed_out = collections.deque()  # Ids given to the stream, in order.
-  images = _readable_images(ground_truth, local_ids, left_out, handed_out)
-  for proposals in tqdm(generator.stream(images), desc='images',
-                        total=len(local_ids), disable=not verbose):
+  progress = tqdm(desc='images', total=len(local_ids), disable=not verbose)
+  images = _readable_images(ground_truth, local_ids, left_out, handed_out,
+                            progress)
+  for proposals in generator.stream(images):
     image_id = handed_out.popleft()
     scored.append(image_id)
-    image_segm, image_bbox = proposal_results(image_id, proposals, category_id)
+    image_segm, image_bbox = proposal_results(
+        image_id, categories.relabel(proposals), category_id)
     segm += image_segm
     bbox += image_bbox
+    progress.update(1)
+  progress.close()
   seconds = time.perf_counter() - start
   segm, bbox, scored, left_out = _from_every_process(segm, bbox, scored,
                                                     left_out)
@@ -169,14 +187,19 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
   if primary:
     write_results(os.path.join(out_dir, SEGM_FILE), segm)
     write_results(os.path.join(out_dir, BBOX_FILE), bbox)
-  if generator.class_aware:
+  if categories.class_aware:
     figures, report_fn = (evaluate_instances(coco, segm, bbox, scored),
                           report_instances)
   else:
     figures, report_fn = evaluate_proposals(coco, segm, bbox, scored), report
   figures.update(coverage(ground_truth, scored, left_out),
+                 categories=categories.as_dict(),
                  compilations=generator.compilations,
                  seconds_per_image=seconds / max(len(local_ids), 1))
+  if generator.class_aware and not categories.class_aware:
+    figures['ap_not_computed'] = categories.line
+  if verbose and (skipped := skipped_line(figures)):
+    print(skipped, flush=True)
   report_fn(figures, os.path.join(out_dir, METRICS_FILE) if primary else None,
             verbose=verbose)
   return figures

@@ -15,7 +15,8 @@ import numpy as np
 
 from deepmask_jax.errors import InputError
 from deepmask_jax.evaluation.ground_truth import (coverage_line,
-                                                  load_ground_truth)
+                                                  load_ground_truth,
+                                                  skipped_line)
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.evaluation.per_patch import PerPatchEvaluator, split_coverage
 from deepmask_jax.families.base import Family
@@ -133,6 +134,8 @@ class DeepMaskFamily(Family):
             flush=True)
       figures.update(split_coverage(ground_truth, built))
       print(f'per patch: {coverage_line(figures)}', flush=True)
+      if skipped := skipped_line(figures):
+        print(f'per patch: {skipped}', flush=True)
       results['per_patch'] = figures
     if config.evaluation.per_image:
       results['per_image'] = evaluate_per_image(

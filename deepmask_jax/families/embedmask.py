@@ -18,11 +18,13 @@ import tempfile
 import jax
 import ml_collections
 
-from deepmask_jax.errors import InputError
+from deepmask_jax.errors import DataError, InputError
+from deepmask_jax.evaluation.categories import check_categories
 from deepmask_jax.evaluation.ground_truth import load_ground_truth
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.families.base import Family
-from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.inference.embedmask_api import (InstanceSegmenter,
+                                                  categories_of)
 from deepmask_jax.models.embedmask import (embedmask_from_config,
                                            frozen_trunk_paths)
 from deepmask_jax.train.embedmask_losses import embedmask_loss
@@ -150,6 +152,12 @@ class EmbedMaskFamily(Family):
     split = source(config)
     # Checked once, before training starts; the report is printed once.
     ground_truth = load_ground_truth(split.json_path, split.image_dir)
+    categories = check_categories(
+        categories_of(config.embedmask), ground_truth.coco.dataset['categories'],
+        True, split.json_path, consequence='checkpoints are ranked by AP with '
+        'categories, so validation needs the training categories')
+    if not categories.class_aware:
+      raise DataError(categories.line)
     segmenter = None  # Built once, so its program compiles once per run.
 
     def validate(variables):

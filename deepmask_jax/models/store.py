@@ -209,13 +209,12 @@ def no_intact_step_error(directory: str, damaged) -> CheckpointError:
                          'nothing was loaded')
 
 
-def load_training_checkpoint(workdir: str, step: int | None = None):
-  """Model variables and config from a training workdir (no optimiser state).
+def choose_training_step(workdir: str, step: int | None = None) -> int:
+  """The step `load_training_checkpoint` reads: `step`, else the best-ranked
+  intact validated checkpoint, else the latest intact one.
 
-  Returns ({'params', 'constants'} of numpy arrays, ConfigDict). `step`
-  defaults to the best-ranked intact validated checkpoint, else the latest
-  intact one; damaged steps are named on stderr and passed over. A damaged
-  `step` asked for by number, or no intact step, raises CheckpointError.
+  Damaged steps passed over are named on stderr. A damaged `step` asked for
+  by number, or no intact step, raises CheckpointError.
   """
   directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
   if step is None:
@@ -231,18 +230,36 @@ def load_training_checkpoint(workdir: str, step: int | None = None):
   if chosen is None:
     raise no_intact_step_error(directory, damaged)
   report_damaged(directory, damaged, f'reading step {chosen} instead')
+  return chosen
+
+
+def read_training_step(workdir: str, step: int):
+  """({'params', 'constants'} of numpy arrays, ConfigDict) of a checked step
+  (`choose_training_step`); no optimiser state."""
+  directory = os.path.join(os.path.abspath(workdir), TRAIN_CHECKPOINTS)
   # A checkpoint written by several processes records their devices; the
   # fallback reads it on this process's first device instead.
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
     restored = checkpointer.restore(
-        os.path.join(directory, str(chosen)), args=ocp.args.Composite(
+        os.path.join(directory, str(step)), args=ocp.args.Composite(
             state=ocp.args.StandardRestore(fallback_sharding=local),
             config=ocp.args.JsonRestore()))
   state, config = restored['state'], restored['config']
   config = config_from_json(json.dumps(config))
   variables = {'params': state['params'], 'constants': state['constants']}
   return jax.tree.map(np.asarray, variables), config
+
+
+def load_training_checkpoint(workdir: str, step: int | None = None):
+  """Model variables and config from a training workdir (no optimiser state).
+
+  Returns ({'params', 'constants'} of numpy arrays, ConfigDict). `step`
+  defaults to the best-ranked intact validated checkpoint, else the latest
+  intact one; damaged steps are named on stderr and passed over. A damaged
+  `step` asked for by number, or no intact step, raises CheckpointError.
+  """
+  return read_training_step(workdir, choose_training_step(workdir, step))
 
 
 def _plain_dict(tree):

@@ -165,7 +165,7 @@ def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   assert type(predictor).__name__ == 'InstanceSegmenter'
   eval_config = get_config()
   eval_config.data.name = 'elsewhere'
-  family, _, _, merged = evaluate.load_for_evaluation(eval_config, out)
+  family, _, _, merged, _ = evaluate.load_for_evaluation(eval_config, out)
   assert family.name == 'embedmask' and merged.data.name == 'elsewhere'
   assert merged.embedmask.num_classes == config.embedmask.num_classes
   # Its trunk starts a training run (the MSRA layout: stride in the 1x1).

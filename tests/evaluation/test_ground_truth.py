@@ -177,6 +177,7 @@ class FixedProposals:
   Images are recognised by their fill value (image id * 40).
   """
   class_aware = False
+  categories = ({'id': 1, 'name': 'object'},)
   compilations = {}
 
   def __init__(self):
@@ -353,3 +354,14 @@ def test_the_coverage_line_counts_crowd_regions_in_the_plural():
              'images_left_out': {}, 'ground_truth': {'summary': 'all records valid'}}
   assert ground_truth_lib.coverage_line(figures).startswith(
       'scored 3 images, 7 objects (5 crowd regions ignored); left out: nothing')
+
+
+def test_skipped_line_counts_the_images_left_out_with_a_few_names():
+  missing = [f'{i}.jpg' for i in range(5)]
+  line = ground_truth_lib.skipped_line({'images_left_out': {
+      coco_json.MISSING_FILE: missing,
+      coco_json.SIZE_MISMATCH: ['big.jpg (file 9x9, json 8x8)']}})
+  assert line.startswith('6 images skipped, not scored: file missing: '
+                         '0.jpg, 1.jpg, 2.jpg, ...; file size differs')
+  assert 'big.jpg' in line and '3.jpg' not in line
+  assert ground_truth_lib.skipped_line({'images_left_out': {}}) == ''

@@ -2,13 +2,16 @@
 
 import jax
 import numpy as np
+import pytest
 
 from deepmask_jax.config_schema import get_config
+from deepmask_jax.errors import DataError
 from deepmask_jax.families import get_family
 from deepmask_jax.families.embedmask import ValidationSplit
 from deepmask_jax.models.store import load_training_checkpoint
 from deepmask_jax.train.trainer import setup, train_and_evaluate
 from tests.conftest import max_difference, with_overrides
+from tests.evaluation.conftest import write_tiny_split
 from deepmask_jax.data.random_batches import detection_batch, detection_batches
 
 FAMILY = get_family('embedmask')
@@ -93,21 +96,18 @@ def test_learning_rate_warms_up_then_steps_down():
       rtol=1e-6)
 
 
-def _validation_split(coco_tiny):
-  def source(config):
-    return ValidationSplit(
-        str(coco_tiny / 'annotations' / 'instances_val2017.json'),
-        str(coco_tiny / 'val2017'), 2)
-  return source
+def _validation_split(root):
+  """Two 64-px images whose categories are the tiny model's."""
+  json_path, image_dir = write_tiny_split(root, [(1, 'a'), (2, 'b'), (5, 'c')])
+  return lambda config: ValidationSplit(json_path, image_dir, 2)
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path,
-                                                          coco_tiny):
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
   config = tiny_embedmask_config(**{
       'solver.max_iter': 4, 'checkpoint_every_steps': 2,
       'eval_every_steps': 4, 'log_every_steps': 2})
   kwargs = dict(train_source=detection_batches,
-                eval_source=_validation_split(coco_tiny))
+                eval_source=_validation_split(tmp_path / 'val'))
   figures = train_and_evaluate(config, str(tmp_path / 'full'), FAMILY,
                                **kwargs)
   assert figures['images'] == 2 and 0.0 <= figures['segm_AP'] <= 1.0
@@ -129,3 +129,13 @@ def test_bfloat16_compute_trains_float32_parameters():
   params, metrics = run_steps(config, 1, devices=jax.devices()[:1])
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype('float32')}
+
+
+def test_validation_split_of_other_categories_fails_before_training(
+    tmp_path):
+  json_path, image_dir = write_tiny_split(tmp_path, [(1, 'person'),
+                                                     (2, 'b'), (5, 'c')])
+  config = tiny_embedmask_config()
+  with pytest.raises(DataError, match='categories differ.*ranked by AP'):
+    FAMILY.validator(config, None, None,
+                     lambda _: ValidationSplit(json_path, image_dir, 2))
