@@ -41,7 +41,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from deepmask_jax import families
-from deepmask_jax.data import coco_json
+from deepmask_jax.data import coco_images
 from deepmask_jax.data.coco_report import counted
 from deepmask_jax.evaluation.categories import (CategoryCheck,
                                                 check_output_categories)
@@ -100,7 +100,7 @@ def _read(path: str):
   try:
     return path, read_image(path), None
   except (OSError, ValueError, Image.DecompressionBombError) as error:
-    return path, None, coco_json.image_error(error, path=path)
+    return path, None, coco_images.image_error(error, path=path)
 
 
 def propose_images(generator, paths: Sequence[str], out_dir: str,

@@ -36,6 +36,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from deepmask_jax.data import coco_images
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import coco_masks
 from deepmask_jax.data.coco_report import counted
@@ -142,7 +143,7 @@ class DeepmaskCoco(tfds.core.GeneratorBasedBuilder):
     """Yields (image id, example); what it skips goes into `report`, which
     `prepare` prints once the build (and its progress bars) is done."""
     for record in records:
-      jpeg = coco_json.read_image(record, report)
+      jpeg = coco_images.read_image(record, report)
       if jpeg is None:
         continue
       yield record.id, {

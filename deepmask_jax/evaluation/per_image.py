@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import tqdm
 
+from deepmask_jax.data import coco_images
 from deepmask_jax.data import coco_json
 from deepmask_jax.data.coco_report import LoadReport
 from deepmask_jax.errors import DataError
@@ -55,7 +56,7 @@ def read_scored_image(record: coco_json.ImageRecord,
   """[H, W, 3] uint8 RGB of an image to score, or None (named in `left_out`).
 
   Missing files, unreadable files and files of another size than the json
-  says are left out with the training data's reasons (coco_json.read_image).
+  says are left out with the training data's reasons (coco_images.read_image).
   """
   try:
     image = read_image(record.path)
@@ -64,7 +65,7 @@ def read_scored_image(record: coco_json.ImageRecord,
     return None
   except (OSError, EOFError, SyntaxError, ValueError) as error:
     left_out.add(coco_json.UNREADABLE_FILE, f'{record.file_name} '
-                 f'({coco_json.image_error(error, path=record.path)})')
+                 f'({coco_images.image_error(error, path=record.path)})')
     return None
   if image.shape[:2] != (record.height, record.width):
     left_out.add(coco_json.SIZE_MISMATCH,

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from deepmask_jax.data import coco_json
+from deepmask_jax.data import coco_images
 from deepmask_jax.data.coco_report import LoadReport
 from deepmask_jax.evaluation.ground_truth import GroundTruth, coverage
 from deepmask_jax.xla_options import network_jit
@@ -99,7 +99,7 @@ def split_coverage(ground_truth: GroundTruth, built_image_ids) -> dict:
     if image.id in built:
       continue
     found = LoadReport()
-    if coco_json.read_image(image, found) is None:
+    if coco_images.read_image(image, found) is None:
       for reason, items in found.items.items():
         for item in items:
           left_out.add(reason, item)
