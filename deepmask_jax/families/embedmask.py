@@ -38,8 +38,12 @@ HEAD = 'instances'  # EmbedMask has one kind of batch.
 BATCH_KEYS = ('image', 'boxes', 'classes', 'valid', 'masks', 'mask_points')
 INIT_SIDE = 128  # Any canvas gives the parameter shapes; P7 needs >= 128 px.
 # Figures kept from the validation pass (logged, and used to rank).
-VALIDATION_FIGURES = (('segm', 'AP'), ('segm', 'AP50'), ('segm', 'AP75'),
-                      ('bbox', 'AP'), ('segm', 'AR@100'))
+# AP by object size too: where a model trails (e.g. large boxes) shows there.
+VALIDATION_FIGURES = (
+    ('segm', 'AP'), ('segm', 'AP50'), ('segm', 'AP75'), ('segm', 'AP_small'),
+    ('segm', 'AP_medium'), ('segm', 'AP_large'), ('bbox', 'AP'),
+    ('bbox', 'AP_small'), ('bbox', 'AP_medium'), ('bbox', 'AP_large'),
+    ('segm', 'AR@100'))
 
 
 @dataclasses.dataclass(frozen=True)
