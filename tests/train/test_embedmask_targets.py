@@ -118,6 +118,14 @@ def test_padding_rows_never_match():
   assert out['centerness_targets'][0] == 0
 
 
+def test_first_gt_centred_on_x_0_leaves_the_image_positive():
+  # The reference's get_sample_region returns no positive at all when GT 0's
+  # centre x is 0 (a "no GT" test); we do not (docs/reference_fixes.md).
+  boxes = [[-10, 90, 10, 110], [170, 170, 230, 230]]
+  out = assign([(4, 100, 0), (196, 196, 0)], boxes)
+  np.testing.assert_array_equal(out['matched'], [0, 1])
+
+
 def test_regression_and_centerness_targets():
   # l, t, r, b = 20, 10, 30, 10 pixels at stride 8; the far location is negative.
   out = assign([(100, 100, 0), (300, 300, 0)], [[80, 90, 130, 110]])
@@ -152,3 +160,4 @@ def test_jit_vmap_over_a_canvas_matches_per_image_calls():
       np.testing.assert_array_equal(batched[key][i], value)
   # Padding rows are never matched.
   assert not np.isin(np.asarray(batched['matched'][1]), [1, 2]).any()
+
