@@ -161,3 +161,24 @@ def test_jit_vmap_over_a_canvas_matches_per_image_calls():
   # Padding rows are never matched.
   assert not np.isin(np.asarray(batched['matched'][1]), [1, 2]).any()
 
+
+@pytest.mark.parametrize('box, levels', [
+    ([350, 350, 650, 640], {2}),  # About 300 px: P5.
+    ([300, 200, 800, 760], {3}),  # About 500-560 px: P6.
+    ([100, 80, 999.5, 989.5], {3, 4}),  # About 900 px: P6 and P7.
+])
+def test_large_objects_go_to_the_coarse_levels(box, levels):
+  # A whole 1024 x 1024 canvas: only the coarse levels' centre regions reach
+  # max(l, t, r, b) >= 128 (P5), 256 (P6) or 512 (P7); their ltrb targets,
+  # decoded with their own stride, give the box back.
+  xy, stride, level = fcos_geometry.locations(1024, 1024, STRIDES)
+  out = jitted_targets(np.float32([box]), np.int32([2]), np.array([True]),
+                       np.ones((1, len(xy)), bool), xy, stride, level)
+  positive = out['labels'] > 0
+  assert set(np.unique(level[positive])) == levels
+  assert (out['labels'][positive] == 3).all()
+  ltrb = np.asarray(out['box_targets'])[positive] * stride[positive, None]
+  decoded = np.concatenate([xy[positive] - ltrb[:, :2],
+                            xy[positive] + ltrb[:, 2:]], axis=1)
+  np.testing.assert_allclose(decoded, np.broadcast_to(box, decoded.shape),
+                             atol=1e-4)
