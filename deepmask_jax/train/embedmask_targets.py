@@ -14,7 +14,8 @@ when all of these hold:
     the input pipeline as `mask_points`);
   * the GT is a real row (`valid`), not padding.
 Among the GTs left, the location takes the one with the smallest +1-convention
-box area, the first index on ties (argmin).
+box area, the first index on ties (argmin). Unlike the reference, whether GT
+0's centre x is 0 does not matter (docs/reference_fixes.md, EmbedMask item 8).
 """
 
 from typing import Sequence

@@ -6,7 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
+from deepmask_jax.data.detection_sampler import reference_boxes
+from deepmask_jax.evaluation.coco_instances import detection_results
 from deepmask_jax.inference.embedmask_paste import (LogProbPaster,
                                                     paste_masks,
                                                     rescale_boxes)
@@ -14,6 +17,7 @@ from deepmask_jax.inference.embedmask_postprocess import (DetectSettings,
                                                           class_aware_nms,
                                                           detect)
 from deepmask_jax.models.fcos_geometry import locations
+from deepmask_jax.train.embedmask_targets import fcos_targets
 
 CANVAS = (64, 64)
 CLASSES = 3
@@ -269,3 +273,51 @@ def test_paste_buckets_and_chunks_share_compilations():
 def test_boxes_rescale_to_the_original_size():
   boxes = rescale_boxes(np.array([[10, 20, 30, 40]]), (100, 200), (50, 400))
   np.testing.assert_allclose(boxes, [[20, 10, 60, 20]])
+
+
+# A large object end to end: targets -> head outputs -> detection -> COCO. ---
+
+def test_large_object_at_p6_p7_decodes_to_its_coco_box_and_mask():
+  # A 2048 px image resized to a 1024 canvas; its 1800 x 1820 object's
+  # positives lie on P6 and P7. Head outputs set to the targets (class
+  # probability 0.8, centerness logit of the target) must give back the
+  # COCO box exactly, the score 0.8 x the best centerness, and a mask
+  # pasted at 2048 px around the same box.
+  canvas, original = (1024, 1024), (2048, 2048)
+  coco_box = [200, 160, 1800, 1820]
+  box, _ = reference_boxes(np.float32([coco_box]), np.array([original]))
+  box = box * 0.5  # Resized, as the training pipeline scales it.
+  xy, stride, level = locations(*canvas)
+  targets = jax.tree.map(np.asarray, jax.jit(fcos_targets)(
+      box, np.int32([1]), np.array([True]), np.ones((1, len(xy)), bool), xy,
+      stride, level))
+  positive = targets['labels'] > 0
+  assert set(np.unique(level[positive])) == {3, 4}
+  cells = canvas[0] // 4
+  centerness = np.clip(targets['centerness_targets'], 1e-6, 1 - 1e-6)[None]
+  outputs = {
+      'cls_logits': np.where(positive[:, None] & (np.arange(CLASSES) == 1),
+                             logit(0.8), -20.0)[None].astype(np.float32),
+      'box_regression': targets['box_targets'][None],
+      'centerness': np.float32(np.log(centerness) - np.log1p(-centerness)),
+      'proposal_embedding': np.zeros((1, len(xy), DIM), np.float32),
+      'proposal_margin': np.ones((1, len(xy), DIM), np.float32),
+      'pixel_embedding': np.ones((1, cells, cells, DIM), np.float32)}
+  centres = 4 * np.arange(cells) + 2  # Stride-4 cells on the object: p = q.
+  inside = ((centres[:, None] >= box[0, 1]) & (centres[:, None] <= box[0, 3])
+            & (centres[None] >= box[0, 0]) & (centres[None] <= box[0, 2]))
+  outputs['pixel_embedding'][0, inside] = 0.0
+  found = detect(outputs, np.array([canvas]),
+                 DetectSettings(detections_per_image=5))
+  one = jax.tree.map(lambda x: np.asarray(x[0]), found)
+  assert one['valid'].sum() == 1  # The positives' equal boxes: NMS keeps one.
+  np.testing.assert_allclose(one['boxes'][0], box[0], atol=1e-3)
+  np.testing.assert_allclose(
+      one['scores'][0], 0.8 * targets['centerness_targets'].max(), rtol=1e-5)
+  segm, bbox = detection_results(7, one, canvas, original, [5, 9])
+  assert bbox[0]['category_id'] == 9
+  np.testing.assert_allclose(bbox[0]['bbox'], coco_box, atol=1e-2)
+  x, y, w, h = mask_utils.toBbox(segm[0]['segmentation'])
+  # Masks live on stride-4 cells: each side within one (8 original pixels).
+  np.testing.assert_allclose([x, y, x + w, y + h],
+                             [200, 160, 200 + 1800, 160 + 1820], atol=8)

@@ -121,7 +121,10 @@ def test_spatial_channels_carry_scaled_locations(tiny):
 
 
 def test_scales_act_per_level(tiny):
-  _, variables, images, apply, before = tiny
+  _, variables, images, apply, _ = tiny
+  # The same compiled program before and after: bit-equal where untouched
+  # (init_with_output is another program and may round differently).
+  before = apply(variables, images)
   variables = _with(variables, ('head', 'box_scales_1'), 0.0)
   variables = _with(variables, ('head', 'margin_scales_0'), 0.0)
   after = apply(variables, images)
@@ -190,6 +193,24 @@ def test_tower_group_norm_uses_pytorch_eps():
   np.testing.assert_allclose(ours, _group_norm_relu_numpy(y, 8, 1e-5),
                              atol=1e-4)
   assert np.abs(ours - _group_norm_relu_numpy(y, 8, 1e-6)).max() > 0.1
+
+
+def test_tower_group_norm_variance_is_two_pass():
+  # Mean 50, std 3e-3: E[x^2] - E[x]^2 in float32 is off by about half the
+  # variance here; PyTorch's (and a two-pass) variance keeps it.
+  rng = np.random.default_rng(0)
+  x = (50 + 3e-3 * rng.standard_normal((2, 8, 8, 16))).astype(np.float32)
+  tower = Tower(channels=16, num_convs=1, norm_groups=4)
+  variables = tower.init(jax.random.PRNGKey(1), x)
+  identity = np.zeros((3, 3, 16, 16), np.float32)
+  identity[1, 1] = np.eye(16)  # The conv passes x on unchanged.
+  params = dict(variables['params'],
+                conv0={'kernel': jnp.asarray(identity),
+                       'bias': jnp.zeros(16)})
+  ours = np.asarray(tower.apply(dict(variables, params=params), x))
+  expected = _group_norm_relu_numpy(x.astype(np.float64), 4, 1e-5)
+  error = np.abs(ours - expected).max() / np.abs(expected).max()
+  assert error < 5e-3, error
 
 
 def test_frozen_paths_follow_freeze_conv_body_at(tiny):

@@ -118,6 +118,14 @@ def test_padding_rows_never_match():
   assert out['centerness_targets'][0] == 0
 
 
+def test_first_gt_centred_on_x_0_leaves_the_image_positive():
+  # The reference's get_sample_region returns no positive at all when GT 0's
+  # centre x is 0 (a "no GT" test); we do not (docs/reference_fixes.md).
+  boxes = [[-10, 90, 10, 110], [170, 170, 230, 230]]
+  out = assign([(4, 100, 0), (196, 196, 0)], boxes)
+  np.testing.assert_array_equal(out['matched'], [0, 1])
+
+
 def test_regression_and_centerness_targets():
   # l, t, r, b = 20, 10, 30, 10 pixels at stride 8; the far location is negative.
   out = assign([(100, 100, 0), (300, 300, 0)], [[80, 90, 130, 110]])
@@ -152,3 +160,25 @@ def test_jit_vmap_over_a_canvas_matches_per_image_calls():
       np.testing.assert_array_equal(batched[key][i], value)
   # Padding rows are never matched.
   assert not np.isin(np.asarray(batched['matched'][1]), [1, 2]).any()
+
+
+@pytest.mark.parametrize('box, levels', [
+    ([350, 350, 650, 640], {2}),  # About 300 px: P5.
+    ([300, 200, 800, 760], {3}),  # About 500-560 px: P6.
+    ([100, 80, 999.5, 989.5], {3, 4}),  # About 900 px: P6 and P7.
+])
+def test_large_objects_go_to_the_coarse_levels(box, levels):
+  # A whole 1024 x 1024 canvas: only the coarse levels' centre regions reach
+  # max(l, t, r, b) >= 128 (P5), 256 (P6) or 512 (P7); their ltrb targets,
+  # decoded with their own stride, give the box back.
+  xy, stride, level = fcos_geometry.locations(1024, 1024, STRIDES)
+  out = jitted_targets(np.float32([box]), np.int32([2]), np.array([True]),
+                       np.ones((1, len(xy)), bool), xy, stride, level)
+  positive = out['labels'] > 0
+  assert set(np.unique(level[positive])) == levels
+  assert (out['labels'][positive] == 3).all()
+  ltrb = np.asarray(out['box_targets'])[positive] * stride[positive, None]
+  decoded = np.concatenate([xy[positive] - ltrb[:, :2],
+                            xy[positive] + ltrb[:, 2:]], axis=1)
+  np.testing.assert_allclose(decoded, np.broadcast_to(box, decoded.shape),
+                             atol=1e-4)
