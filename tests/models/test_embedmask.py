@@ -122,8 +122,8 @@ def test_spatial_channels_carry_scaled_locations(tiny):
 
 def test_scales_act_per_level(tiny):
   _, variables, images, apply, _ = tiny
-  # The same compiled program before and after: bit-equal where untouched
-  # (init_with_output is another program and may round differently).
+  # The same compiled program before and after (init_with_output is another
+  # program and may round differently); a round-off tolerance all the same.
   before = apply(variables, images)
   variables = _with(variables, ('head', 'box_scales_1'), 0.0)
   variables = _with(variables, ('head', 'margin_scales_0'), 0.0)
@@ -131,8 +131,6 @@ def test_scales_act_per_level(tiny):
   _, _, level = fcos_geometry.locations(HEIGHT, WIDTH)
   boxes = np.asarray(after['box_regression'])
   assert not np.any(boxes[:, level == 1])
-  # Two compiled programs (the scales are inputs): XLA may fuse and order
-  # them differently, so the untouched levels agree to float32 round-off.
   np.testing.assert_allclose(boxes[:, level != 1],
                              before['box_regression'][:, level != 1],
                              rtol=1e-6, atol=1e-6)
