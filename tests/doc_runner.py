@@ -189,7 +189,9 @@ CONFIG_INPUTS = {'configs/deepmask.py': 'data/coco',
 
 
 def _names(word: str, path: str) -> bool:
-  return word == path or word.startswith(f'{path}/') or word.endswith(f'={path}')
+  """Whether a command word names `path` (or a file in it)."""
+  return (word == path or word.startswith(f'{path}/')
+          or word.endswith(f'={path}'))
 
 
 def stand_ins_read(commands) -> list:
