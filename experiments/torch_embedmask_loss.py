@@ -23,6 +23,8 @@ detection pipeline): boxes / classes / valid [N, M], masks [N, M, H/4, W/4]
 [N, M, L] (the GT mask at each location's pixel, SAMPLE_IN_MASK's test).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -128,7 +130,7 @@ def lovasz_hinge(logits, labels):
 
 
 def image_mask_loss(pixel, embedding, margin, regression, matched, grid, boxes,
-                    masks):
+                    masks, log_space=False):
   """Mean Lovasz hinge over the GTs of one image that have a positive.
 
   pixel [D, h, w] at stride 4; embedding, margin [L, D]; regression [L, 4].
@@ -145,14 +147,24 @@ def image_mask_loss(pixel, embedding, margin, regression, matched, grid, boxes,
     best = assigned[torch.nonzero(iou == iou.max())[0, 0]]
     log_p = -(margin[best][:, None, None]
               * (pixel - embedding[best][:, None, None]) ** 2).sum(0)
-    p = torch.exp(log_p).clamp(min=1e-9, max=1 - 1e-9).flatten()
-    losses.append(lovasz_hinge(torch.log(p) - torch.log(1 - p),
-                               masks[gt].flatten().to(p.dtype)))
+    losses.append(lovasz_hinge(probability_logit(log_p.flatten(), log_space),
+                               masks[gt].flatten().to(log_p.dtype)))
   return torch.stack(losses).mean() if losses else None
 
 
+def probability_logit(log_p, log_space: bool):
+  """logit(P) of log P: as the reference (P = exp(log P) clamped to
+  [1e-9, 1 - 1e-9], log P - log(1 - P), in float32), or in log space with
+  log P clamped to [log 1e-9, -1e-9] (what our JAX loss computes)."""
+  if log_space:
+    log_p = log_p.clamp(min=math.log(1e-9), max=-1e-9)
+    return log_p - torch.log(-torch.expm1(log_p))
+  p = torch.exp(log_p).clamp(min=1e-9, max=1 - 1e-9)
+  return torch.log(p) - torch.log(1 - p)
+
+
 def embedmask_losses(outputs: dict, batch: dict, strides, focal=(2.0, 0.25),
-                     mask_weight=0.5) -> dict:
+                     mask_weight=0.5, log_space_logit=False) -> dict:
   """{'cls', 'reg', 'centerness', 'mask'} of EmbedMask.forward's outputs."""
   height, width = batch['image'].shape[1:3]
   grid = location_grid(height, width, strides)
@@ -190,7 +202,7 @@ def embedmask_losses(outputs: dict, batch: dict, strides, focal=(2.0, 0.25),
         pixel[i], outputs['proposal_embedding'][i],
         outputs['proposal_margin'][i], outputs['box_regression'][i],
         matched[i], grid, torch.as_tensor(batch['boxes'][i])[valid],
-        torch.as_tensor(batch['masks'][i])[valid])
+        torch.as_tensor(batch['masks'][i])[valid], log_space_logit)
     mask = mask if image is None else mask + image
   losses['mask'] = mask / count * mask_weight
   return losses
