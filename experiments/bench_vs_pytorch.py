@@ -64,6 +64,7 @@ from deepmask_jax.models.store import load_model, save_model
 from deepmask_jax.train.initialization import fresh_variables
 from deepmask_jax.train.parallel import DataParallel
 from deepmask_jax.train.train_step import create_train_state, make_step_fns
+from optional_torch import torch_or_skip  # Beside this file.
 
 _MODEL_DIR = flags.DEFINE_string('model_dir', '', 'Model directory or workdir '
                                  '(default: a random full-size SharpMask).')
@@ -152,13 +153,8 @@ def _patch_batch(config, label: int, rng) -> dict:
 
 def main(argv):
   del argv
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    reason = 'torch is not installed (an optional, benchmark-only dependency)'
-    print(f'bench_vs_pytorch: skipped: {reason}')
-    if _JSON.value:
-      pathlib.Path(_JSON.value).write_text(json.dumps({'skipped': reason}))
+  torch = torch_or_skip('bench_vs_pytorch', _JSON.value)
+  if torch is None:
     return
   import torch_bench  # pylint: disable=import-outside-toplevel
   device = _DEVICE.value

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import tempfile
 
+from flax import traverse_util
 import jax
 import ml_collections
 
@@ -55,15 +56,20 @@ class ValidationSplit:
 
 
 def trainable_prefixes(params: dict, freeze_at: int) -> tuple:
-  """Path prefixes of every parameter the solver updates (frozen trunk out)."""
+  """Paths of every parameter the solver updates: not the frozen stages, and
+  no trunk bias.
+
+  The reference's body convs have no bias and its FrozenBatchNorm2d shifts
+  never train; our trunk's conv biases are those shifts (bn3's and the
+  projection's, folded into conv3 / projection by the converter) or zeros
+  standing in for no bias (before affine1 / affine2), so they stay fixed too.
+  """
   frozen = frozen_trunk_paths(freeze_at)
-  prefixes = []
-  for top, tree in params.items():
-    if top != 'trunk':
-      prefixes.append(top)
-      continue
-    prefixes += [f'trunk/{child}' for child in tree
-                 if not f'trunk/{child}/'.startswith(frozen)]
+  prefixes = [top for top in params if top != 'trunk']
+  for path in traverse_util.flatten_dict(params.get('trunk', {}), sep='/'):
+    name = f'trunk/{path}'
+    if not name.startswith(frozen) and not path.endswith('/bias'):
+      prefixes.append(name)
   return tuple(prefixes)
 
 

@@ -46,12 +46,17 @@ def giou_loss(pred_ltrb, target_ltrb, weights):
 
   The reference's IOULoss('giou'): IoU = (I + 1) / (U + 1); the enclosing box
   has sides max(l) + max(r) by max(t) + max(b), its area + 1e-7.
+  Only entries with weight > 0 count, as the reference, which evaluates
+  positives alone: a negative's target (distances to GT 0, often negative)
+  can make U + 1 exactly 0, and 0 * inf would be a NaN loss, so those
+  entries compute on a unit box instead.
   Args:
     pred_ltrb, target_ltrb: [..., 4] distances (left, top, right, bottom).
     weights: [...] (centerness targets on positives, 0 elsewhere).
   """
-  pred = pred_ltrb.astype(jnp.float32)
-  target = target_ltrb.astype(jnp.float32)
+  counted = (weights > 0)[..., None]
+  pred = jnp.where(counted, pred_ltrb.astype(jnp.float32), 1.0)
+  target = jnp.where(counted, target_ltrb.astype(jnp.float32), 1.0)
   def area(ltrb):
     return (ltrb[..., 0] + ltrb[..., 2]) * (ltrb[..., 1] + ltrb[..., 3])
   inner = area(jnp.minimum(pred, target))

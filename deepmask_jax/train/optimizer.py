@@ -111,19 +111,19 @@ def warmup_multistep_schedule(solver, batch_size: int):
   """Step -> lr of maskrcnn-benchmark's WarmupMultiStepLR (constant warmup).
 
   The base rate scales linearly with the batch (solver.base_lr at
-  solver.reference_batch images). maskrcnn-benchmark steps its scheduler
-  before each update, so update t (0-based, our TrainState.step) uses the
-  rate of iteration t + 1: warmup_factor while t + 1 < warmup_iters, then
-  x gamma after each of solver.steps that t + 1 has reached.
+  solver.reference_batch images). EmbedMask's trainer steps its scheduler
+  after each update (its is_pytorch_1_1_0_or_later() returns True), so
+  update t (0-based, our TrainState.step) uses the rate of scheduler epoch t:
+  warmup_factor while t < warmup_iters (warmup_iters updates), then x gamma
+  after each of solver.steps that t has reached.
   """
   base = float(solver.base_lr) * batch_size / float(solver.reference_batch)
   milestones = jnp.asarray(tuple(solver.steps), jnp.int32)
 
   def schedule(step):
-    iteration = step + 1
-    warmup = jnp.where(iteration < solver.warmup_iters,
+    warmup = jnp.where(step < solver.warmup_iters,
                        float(solver.warmup_factor), 1.0)
-    decays = jnp.sum(iteration >= milestones)
+    decays = jnp.sum(step >= milestones)
     return base * warmup * float(solver.gamma) ** decays
   return schedule
 

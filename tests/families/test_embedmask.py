@@ -1,5 +1,6 @@
 """EmbedMask's family: the data-parallel step, the solver, resume, validation."""
 
+from flax import traverse_util
 import jax
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from deepmask_jax.errors import DataError
 from deepmask_jax.families import get_family
 from deepmask_jax.families.embedmask import ValidationSplit
 from deepmask_jax.models.store import load_training_checkpoint
+from deepmask_jax.train.optimizer import select
 from deepmask_jax.train.trainer import setup, train_and_evaluate
 from tests.conftest import max_difference, with_overrides
 from tests.evaluation.conftest import write_tiny_split
@@ -86,14 +88,27 @@ def test_biases_move_twice_as_far_as_weights_at_the_first_sgd_step():
   assert all(np.all(np.asarray(k) == 1.0) for k in kernels)
 
 
+def test_trunk_biases_stay_fixed_as_frozen_bn_shifts():
+  config = tiny_embedmask_config()
+  params = FAMILY.init_variables(config, FAMILY.build_model(config))['params']
+  trained = traverse_util.flatten_dict(select(
+      params, FAMILY.optimization(config, params).groups['all']), sep='/')
+  assert 'trunk/layer2_0/conv3/conv/kernel' in trained
+  assert 'head/cls_logits/bias' in trained and 'fpn/p6/bias' in trained
+  assert not [k for k in trained if k.startswith('trunk/')
+              and k.endswith('/bias')]
+
+
 def test_learning_rate_warms_up_then_steps_down():
+  # The reference steps its scheduler after each update: update t runs at
+  # epoch t, warmup while t < warmup_iters (2), x0.1 from t = 5 and t = 8.
   config = tiny_embedmask_config(**{'solver.steps': (5, 8)})
   rate = FAMILY.optimization(config, {'x': np.zeros(1)}).learning_rate
   base = 0.01 * 8 / 16  # Linear in the batch.
   np.testing.assert_allclose(
-      [float(rate(s)) for s in (0, 1, 3, 4, 7, 9)],
-      [base / 3, base, base, base * 0.1, base * 0.01, base * 0.01],
-      rtol=1e-6)
+      [float(rate(s)) for s in (0, 1, 2, 4, 5, 7, 8, 9)],
+      [base / 3, base / 3, base, base, base * 0.1, base * 0.1, base * 0.01,
+       base * 0.01], rtol=1e-6)
 
 
 def _validation_split(root):

@@ -53,6 +53,18 @@ def test_giou_loss_matches_box_geometry():
   assert abs(el.giou_loss(target, target, weights)) < 1e-5
 
 
+def test_giou_loss_ignores_a_negative_whose_union_is_minus_one():
+  # A negative outside GT 0 (seen in training): ReLU'd prediction 0, target
+  # distances to GT 0 with U = -1, so the raw (I + 1) / (U + 1) is inf.
+  pred = np.array([[0, 0, 0, 0], [1, 1, 2, 2]], np.float32)
+  target = np.array([[-7.25, -4.125, 13.5, 8.75], [1, 2, 2, 1]], np.float32)
+  weights = np.array([0.0, 0.5], np.float32)
+  loss, grad = jax.value_and_grad(el.giou_loss)(pred, target, weights)
+  np.testing.assert_allclose(loss, 0.5 * brute_giou(pred[1], target[1]),
+                             rtol=1e-5)
+  assert np.all(np.isfinite(grad)) and np.all(grad[0] == 0)
+
+
 def brute_lovasz(logits, labels):
   """Sum over the error-sorted prefixes of relu(error) x the Jaccard increment.
 
