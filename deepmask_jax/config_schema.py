@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   # files). The models fix their own: DeepMask/SharpMask pad symmetrically
   # (createTrunk), EmbedMask with zeros.
   config.trunk.padding = 'symmetric'
+  # 'frozen' (BN folded to fixed affines: ImageNet weights) or 'group'
+  # (trainable GroupNorm, for a trunk trained from scratch; models/resnet.py).
+  config.trunk.norm = 'frozen'
   # Optional trunk initialisation: an orbax checkpoint written by
   # `python -m deepmask_jax.convert` from fb.resnet.torch `resnet-50.t7`.
   config.trunk_init = ''

@@ -57,18 +57,21 @@ class ValidationSplit:
 
 def trainable_prefixes(params: dict, freeze_at: int) -> tuple:
   """Paths of every parameter the solver updates: not the frozen stages, and
-  no trunk bias.
+  no trunk conv bias.
 
   The reference's body convs have no bias and its FrozenBatchNorm2d shifts
   never train; our trunk's conv biases are those shifts (bn3's and the
   projection's, folded into conv3 / projection by the converter) or zeros
-  standing in for no bias (before affine1 / affine2), so they stay fixed too.
+  standing in for no bias (before a norm), so they stay fixed too. A
+  from-scratch trunk's GroupNorm shifts ('.../norm*/bias') train.
   """
   frozen = frozen_trunk_paths(freeze_at)
   prefixes = [top for top in params if top != 'trunk']
   for path in traverse_util.flatten_dict(params.get('trunk', {}), sep='/'):
     name = f'trunk/{path}'
-    if not name.startswith(frozen) and not path.endswith('/bias'):
+    module = path.split('/')[-2]
+    conv_bias = path.endswith('/bias') and not module.startswith('norm')
+    if not name.startswith(frozen) and not conv_bias:
       prefixes.append(name)
   return tuple(prefixes)
 

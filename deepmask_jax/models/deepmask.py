@@ -47,6 +47,7 @@ class DeepMask(nn.Module):
   widths: Sequence[int] = (64, 128, 256)
   depths: Sequence[int] = (3, 4, 6)
   expansion: int = 4
+  trunk_norm: str = 'frozen'
   feature_channels: int = 128
   embedding: int = 512
   score_hidden: int = 1024
@@ -67,7 +68,8 @@ class DeepMask(nn.Module):
     # createTrunk pads the ImageNet trunk's convs symmetrically.
     self.trunk = Trunk(padding='symmetric', stem_width=self.stem_width,
                        widths=tuple(self.widths), depths=tuple(self.depths),
-                       expansion=self.expansion, dtype=self.dtype)
+                       expansion=self.expansion, norm=self.trunk_norm,
+                       dtype=self.dtype)
     init = torch_default_init(trunk_channels)
     self.reduce = Conv(self.feature_channels, 1, kernel_init=init,
                        bias_init=init, dtype=self.dtype)
@@ -138,6 +140,7 @@ def deepmask_from_config(config, label_size=None) -> DeepMask:
   return DeepMask(
       stem_width=config.trunk.stem_width, widths=tuple(config.trunk.widths),
       depths=tuple(config.trunk.depths), expansion=config.trunk.expansion,
+      trunk_norm=config.trunk.get('norm', 'frozen'),
       feature_channels=config.head.feature_channels,
       embedding=config.head.embedding, score_hidden=config.head.score_hidden,
       dropout=config.head.dropout, object_window=config.patch.object_window,

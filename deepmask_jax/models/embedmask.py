@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from deepmask_jax.models import fcos_geometry
 from deepmask_jax.models.fpn import FPN, fpn_inputs
-from deepmask_jax.models.layers import upsample_bilinear_2x
+from deepmask_jax.models.layers import group_norm, upsample_bilinear_2x
 from deepmask_jax.models.resnet import Trunk
 
 POSITION_UNIT = 100.0  # Pixels per embedding unit of the spatial channels.
@@ -66,11 +66,8 @@ def _head_conv(features: int, dtype, name: str, bias: float = 0.0) -> nn.Conv:
 class Tower(nn.Module):
   """num_convs x [conv3x3, GroupNorm, ReLU] at constant width.
 
-  GroupNorm uses gcd(norm_groups, channels) groups (32 at 256 channels; tiny
-  test widths get fewer) and PyTorch's eps 1e-5 (Flax's default is 1e-6). Its
-  variance is two-pass, mean((x - mean)^2), as PyTorch's: Flax's default
-  E[x^2] - E[x]^2 cancels in float32 when the mean dwarfs the spread (mean 50,
-  std 3e-3: half the variance lost).
+  GroupNorm as PyTorch's (`layers.group_norm`): gcd(norm_groups, channels)
+  groups, 32 at 256 channels; tiny test widths get fewer.
   """
   channels: int
   num_convs: int
@@ -79,11 +76,10 @@ class Tower(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    groups = math.gcd(self.norm_groups, self.channels)
     for i in range(self.num_convs):
       x = _head_conv(self.channels, self.dtype, f'conv{i}')(x)
-      x = nn.GroupNorm(groups, epsilon=1e-5, dtype=self.dtype,
-                       use_fast_variance=False, name=f'norm{i}')(x)
+      x = group_norm(self.channels, self.norm_groups, self.dtype,
+                     f'norm{i}')(x)
       x = nn.relu(x)
     return x
 
@@ -206,6 +202,7 @@ class EmbedMask(nn.Module):
     stem_width, widths, depths, expansion, stride_in_1x1: the four-layer
       ResNet trunk (ResNet-50: 64, (64, 128, 256, 512), (3, 4, 6, 3), 4;
       True for the MSRA weights). It pads with zeros.
+    trunk_norm: 'frozen' or 'group' (models/resnet.py).
     num_classes: C, foreground classes (80 on COCO).
     embed_dim: D, 2 spatial + D - 2 free embedding channels.
     fpn_channels: channels of the pyramid and head towers (256).
@@ -221,6 +218,7 @@ class EmbedMask(nn.Module):
   depths: Sequence[int] = (3, 4, 6, 3)
   expansion: int = 4
   stride_in_1x1: bool = True
+  trunk_norm: str = 'frozen'
   fpn_channels: int = 256
   num_convs: int = 4
   norm_groups: int = 32
@@ -238,7 +236,8 @@ class EmbedMask(nn.Module):
     self.trunk = Trunk(padding='zero', stem_width=self.stem_width,
                        widths=tuple(self.widths), depths=tuple(self.depths),
                        expansion=self.expansion,
-                       stride_in_1x1=self.stride_in_1x1, dtype=self.dtype)
+                       stride_in_1x1=self.stride_in_1x1,
+                       norm=self.trunk_norm, dtype=self.dtype)
     self.fpn = FPN(self.fpn_channels, self.dtype)
     self.head = EmbedMaskHead(
         num_classes=self.num_classes, embed_dim=self.embed_dim,
@@ -278,7 +277,8 @@ def embedmask_from_config(config) -> EmbedMask:
       num_classes=cfg.num_classes, embed_dim=cfg.embed_dim,
       stem_width=trunk.stem_width, widths=tuple(trunk.widths),
       depths=tuple(trunk.depths), expansion=trunk.expansion,
-      stride_in_1x1=trunk.stride_in_1x1, fpn_channels=cfg.fpn_channels,
+      stride_in_1x1=trunk.stride_in_1x1,
+      trunk_norm=trunk.get('norm', 'frozen'), fpn_channels=cfg.fpn_channels,
       num_convs=cfg.num_convs, strides=tuple(cfg.strides),
       prior_prob=cfg.prior_prob, prior_margin=cfg.prior_margin,
       margin_reduce_factor=cfg.margin_reduce_factor,

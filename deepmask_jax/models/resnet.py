@@ -21,6 +21,14 @@ Options:
   * `stride_in_1x1`: the MSRA/Detectron layout puts the stride of a
     downsampling block in its first 1x1 conv; fb.resnet.torch puts it in the
     3x3. The projection shortcut strides in both.
+  * `norm`: 'frozen' (the above) or 'group', for a trunk trained from
+    scratch (the CPU demos): without ImageNet statistics a frozen affine is
+    the identity and nothing keeps the activations' scale. 'group' puts a
+    trainable GroupNorm (32 groups, fewer at narrow widths) after every conv,
+    the last one of a block before the addition and starting at zero, so a
+    block starts as its shortcut: the from-scratch recipe of Wu & He, "Group
+    Normalization" (2018), and He et al., "Rethinking ImageNet
+    Pre-training" (2019). No converted file has this layout.
 Layouts: input NHWC, kernels HWIO.
 """
 
@@ -31,8 +39,12 @@ import jax
 import jax.numpy as jnp
 
 from deepmask_jax.models.convolution import PaddedConv
-from deepmask_jax.models.layers import (FrozenAffine, max_pool_3x3_stride2,
+from deepmask_jax.models.layers import (FrozenAffine, group_norm,
+                                        max_pool_3x3_stride2,
                                         resnet_conv_init)
+
+NORMS = ('frozen', 'group')
+GROUPS = 32
 
 
 def _conv(features, kernel, stride, padding, dtype, name):
@@ -42,14 +54,26 @@ def _conv(features, kernel, stride, padding, dtype, name):
                     bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
+def _normalize(x, norm, dtype, name, scale_init=nn.initializers.ones):
+  """x through the trunk's normalisation `norm` (see the module docstring)."""
+  if norm == 'frozen':
+    return FrozenAffine(dtype, name=f'affine{name}')(x)
+  return group_norm(x.shape[-1], GROUPS, dtype, f'norm{name}', scale_init)(x)
+
+
 class Bottleneck(nn.Module):
   """One residual block; `stride` sits on the 3x3 conv, or on the first 1x1
-  conv with `stride_in_1x1`, and on the projection."""
+  conv with `stride_in_1x1`, and on the projection.
+
+  Variables: conv1..conv3 and projection; with norm 'frozen' the constants
+  affine1, affine2, affine_out; with 'group' the params norm1..norm3 and
+  norm_projection."""
   width: int
   stride: int = 1
   expansion: int = 4
   padding: str = 'symmetric'
   stride_in_1x1: bool = False
+  norm: str = 'frozen'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -58,15 +82,20 @@ class Bottleneck(nn.Module):
     stride_1x1, stride_3x3 = ((self.stride, 1) if self.stride_in_1x1
                               else (1, self.stride))
     y = _conv(self.width, 1, stride_1x1, self.padding, self.dtype, 'conv1')(x)
-    y = nn.relu(FrozenAffine(self.dtype, name='affine1')(y))
+    y = nn.relu(_normalize(y, self.norm, self.dtype, '1'))
     y = _conv(self.width, 3, stride_3x3, self.padding, self.dtype, 'conv2')(y)
-    y = nn.relu(FrozenAffine(self.dtype, name='affine2')(y))
+    y = nn.relu(_normalize(y, self.norm, self.dtype, '2'))
     y = _conv(out_channels, 1, 1, self.padding, self.dtype, 'conv3')(y)
     shortcut = x
     if x.shape[-1] != out_channels or self.stride != 1:
       shortcut = _conv(out_channels, 1, self.stride, self.padding, self.dtype,
                        'projection')(x)
-    return nn.relu(FrozenAffine(self.dtype, name='affine_out')(y + shortcut))
+      if self.norm == 'group':
+        shortcut = _normalize(shortcut, self.norm, self.dtype, '_projection')
+    if self.norm == 'frozen':
+      return nn.relu(_normalize(y + shortcut, self.norm, self.dtype, '_out'))
+    y = _normalize(y, self.norm, self.dtype, '3', nn.initializers.zeros)
+    return nn.relu(y + shortcut)
 
 
 class Trunk(nn.Module):
@@ -80,7 +109,8 @@ class Trunk(nn.Module):
     padding: 'symmetric' or 'zero' (see the module docstring). No default:
       DeepMask and EmbedMask each state theirs.
     stride_in_1x1: MSRA layout (see the module docstring).
-  Variables: params and constants under 'conv1', 'affine1' and
+    norm: 'frozen' or 'group' (see the module docstring).
+  Variables: params and constants under 'conv1', 'affine1' (or 'norm1') and
   'layer{k}_{block}' (k from 1).
   Returns a dict of NHWC features: 'conv1' (after its ReLU, /2) and
   'layer{k}' (/4, /8, /16, /32): SharpMask's skip sources and, as C3, C4, C5,
@@ -92,6 +122,7 @@ class Trunk(nn.Module):
   depths: Sequence[int] = (3, 4, 6)
   expansion: int = 4
   stride_in_1x1: bool = False
+  norm: str = 'frozen'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -99,16 +130,18 @@ class Trunk(nn.Module):
     if len(self.widths) != len(self.depths):
       raise ValueError(f'trunk widths {self.widths} and depths {self.depths} '
                        'name different numbers of layers')
+    if self.norm not in NORMS:
+      raise ValueError(f'trunk norm {self.norm!r} is not one of {NORMS}')
     x = images.astype(self.dtype)
     x = _conv(self.stem_width, 7, 2, self.padding, self.dtype, 'conv1')(x)
-    x = nn.relu(FrozenAffine(self.dtype, name='affine1')(x))
+    x = nn.relu(_normalize(x, self.norm, self.dtype, '1'))
     features = {'conv1': x}
     x = max_pool_3x3_stride2(x)
     for layer, (width, depth) in enumerate(zip(self.widths, self.depths)):
       for block in range(depth):
         stride = 2 if (layer > 0 and block == 0) else 1
         x = Bottleneck(width, stride, self.expansion, self.padding,
-                       self.stride_in_1x1, self.dtype,
+                       self.stride_in_1x1, self.norm, self.dtype,
                        name=f'layer{layer + 1}_{block}')(x)
       features[f'layer{layer + 1}'] = x
     return features

@@ -247,7 +247,8 @@ def read_training_step(workdir: str, step: int):
             config=ocp.args.JsonRestore()))
   state, config = restored['state'], restored['config']
   config = config_from_json(json.dumps(config))
-  variables = {'params': state['params'], 'constants': state['constants']}
+  variables = {'params': state['params'],
+               'constants': state.get('constants') or {}}
   return jax.tree.map(np.asarray, variables), config
 
 

@@ -36,12 +36,12 @@ def with_pretrained_trunk(variables: dict, config) -> dict:
 
   The file's trunk must compute what ours does: besides the shapes (checked
   by replace_subtree), the position of the stride (config.trunk.stride_in_1x1)
-  must agree, since it changes the function but no shape.
+  and the normalisation (config.trunk.norm) must agree.
   """
   if not config.trunk_init:
     return variables
   trunk_vars, file_config = store.load_model(config.trunk_init)
-  _check_stride_position(config, file_config, config.trunk_init)
+  _check_trunk_layout(config, file_config, config.trunk_init)
   source = {c: _layers_of(tree['trunk'], variables[c]['trunk'])
             for c, tree in trunk_vars.items() if c in variables}
   return replace_subtree(variables, 'trunk', source, config.trunk_init)
@@ -66,7 +66,7 @@ def with_pretrained_model(variables: dict, config) -> dict:
   if file_config.model != config.model:
     raise InputError(f'{path}: holds a {file_config.model} model, but '
                      f'config.model is {config.model}')
-  _check_stride_position(config, file_config, path)
+  _check_trunk_layout(config, file_config, path)
   ours = traverse_util.flatten_dict(variables)
   theirs = traverse_util.flatten_dict(source)
   fresh = [key for key, value in ours.items()
@@ -84,16 +84,16 @@ def with_pretrained_model(variables: dict, config) -> dict:
   return traverse_util.unflatten_dict(merged)
 
 
-def _check_stride_position(config, file_config, path: str) -> None:
-  """The file's trunk must put its stride where ours does: it changes the
-  function but no shape."""
-  ours = bool(config.trunk.get('stride_in_1x1', False))
-  theirs = bool(file_config.trunk.get('stride_in_1x1', False))
-  if ours != theirs:
-    raise InputError(
-        f'{path}: its trunk has stride_in_1x1={theirs} but '
-        f'config.trunk.stride_in_1x1={ours}; set '
-        f'--config.trunk.stride_in_1x1={theirs}')
+def _check_trunk_layout(config, file_config, path: str) -> None:
+  """The file's trunk must put its stride where ours does (it changes the
+  function but no shape) and normalise as ours does."""
+  for field, default in (('stride_in_1x1', False), ('norm', 'frozen')):
+    ours = config.trunk.get(field, default)
+    theirs = file_config.trunk.get(field, default)
+    if ours != theirs:
+      raise InputError(
+          f'{path}: its trunk has {field}={theirs} but '
+          f'config.trunk.{field}={ours}; set --config.trunk.{field}={theirs}')
 
 
 def _layers_of(source: dict, model_trunk: dict) -> dict:

@@ -43,7 +43,7 @@ def create_train_state(config, variables: dict,
   opt_state = {group: optimization.transform.init(select(params, prefixes))
                for group, prefixes in optimization.groups.items()}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    constants=flax.core.unfreeze(variables['constants']),
+                    constants=flax.core.unfreeze(variables.get('constants', {})),
                     opt_state=opt_state,
                     rng=jax.random.PRNGKey(config.seed + 1))
 

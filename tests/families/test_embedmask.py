@@ -99,6 +99,19 @@ def test_trunk_biases_stay_fixed_as_frozen_bn_shifts():
               and k.endswith('/bias')]
 
 
+def test_group_norm_trunk_trains_its_norms_but_no_conv_bias():
+  config = tiny_embedmask_config(**{'trunk.norm': 'group'})
+  variables = FAMILY.init_variables(config, FAMILY.build_model(config))
+  assert not variables.get('constants')
+  trained = traverse_util.flatten_dict(select(
+      variables['params'],
+      FAMILY.optimization(config, variables['params']).groups['all']),
+      sep='/')
+  assert 'trunk/layer2_0/norm3/bias' in trained
+  assert 'trunk/layer2_0/norm_projection/scale' in trained
+  assert 'trunk/layer2_0/conv3/conv/bias' not in trained
+
+
 def test_learning_rate_warms_up_then_steps_down():
   # The reference steps its scheduler after each update: update t runs at
   # epoch t, warmup while t < warmup_iters (2), x0.1 from t = 5 and t = 8.

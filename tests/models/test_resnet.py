@@ -109,3 +109,29 @@ def test_deepmask_pads_its_trunk_symmetrically():
   ours, symmetric, zero = jax.jit(trunks)(variables, images)
   np.testing.assert_array_equal(ours['layer3'], symmetric['layer3'])
   assert np.abs(np.asarray(ours['layer3'] - zero['layer3'])).max() > 1e-3
+
+
+def test_group_norm_block_starts_as_its_shortcut():
+  """norm 'group': the last GroupNorm's scale starts at zero, so a fresh
+  block is relu(normalised projection) whatever its branch computes."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 6))
+  block = Bottleneck(width=4, stride=2, padding='zero', norm='group')
+  variables = block.init(jax.random.PRNGKey(1), x)
+  assert set(variables) == {'params'}
+  params = variables['params']
+  np.testing.assert_array_equal(params['norm3']['scale'], 0.0)
+  projected = jax.lax.conv_general_dilated(
+      x, params['projection']['conv']['kernel'], (2, 2), 'VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  groups = projected.reshape(2, 4, 4, 16, 1)  # gcd(32, 16) = 16 groups.
+  mean = groups.mean(axis=(1, 2, 4), keepdims=True)
+  var = ((groups - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
+  expected = jax.nn.relu(((groups - mean) / jnp.sqrt(var + 1e-5))
+                         .reshape(projected.shape))
+  np.testing.assert_allclose(block.apply(variables, x), expected, atol=1e-5)
+
+
+def test_unknown_trunk_norm_is_refused():
+  with pytest.raises(ValueError, match="norm 'batch' is not one of"):
+    Trunk(padding='zero', norm='batch', **TINY).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))

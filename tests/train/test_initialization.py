@@ -46,6 +46,17 @@ def test_trunk_init_of_another_shape_fails_clearly(tmp_path):
     initial_variables(config, build_model(config))
 
 
+def test_trunk_init_of_another_norm_says_what_to_set(tmp_path):
+  config = tiny_config()
+  variables = initial_variables(config, build_model(config))
+  save_model(str(tmp_path / 'resnet'), {c: {'trunk': variables[c]['trunk']}
+                                        for c in variables}, config)
+  other = tiny_config(**{'trunk.norm': 'group',
+                         'trunk_init': str(tmp_path / 'resnet')})
+  with pytest.raises(ValueError, match=r'set --config.trunk.norm=frozen'):
+    initial_variables(other, build_model(other))
+
+
 def test_deepmask_takes_layers_1_to_3_of_a_four_layer_trunk(tmp_path):
   config = tiny_config()
   four_layers = Trunk(padding='zero', stem_width=config.trunk.stem_width,
