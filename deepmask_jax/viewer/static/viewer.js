@@ -103,12 +103,21 @@ function setDownload(link, records, fileName) {
   link.download = fileName;
 }
 
+// Shows the canvas as large as its panel allows (small images scaled up).
+function fit(panel) {
+  const canvas = panel.canvas, room = panel.element.clientWidth - 18;
+  const scale = Math.min(room / canvas.width,
+                         0.8 * window.innerHeight / canvas.height);
+  canvas.style.width = `${Math.max(1, Math.floor(canvas.width * scale))}px`;
+}
+
 function redraw(panel) {
   const {canvas, result} = panel, picture = view.picture;
   if (!picture) return;
   const width = picture.naturalWidth, height = picture.naturalHeight;
   canvas.width = width;
   canvas.height = height;
+  fit(panel);
   const context = canvas.getContext('2d', {willReadFrequently: true});
   context.drawImage(picture, 0, 0);
   panel.owner = null;
@@ -274,6 +283,7 @@ async function start() {
   for (const id of ['topk', 'threshold', 'masks', 'boxes', 'opacity']) {
     $(id).addEventListener('input', redrawAll);
   }
+  window.addEventListener('resize', () => view.panels.forEach(fit));
   document.addEventListener('dragover', (event) => {
     event.preventDefault();
     document.body.classList.add('dragging');
