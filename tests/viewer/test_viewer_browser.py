@@ -1,8 +1,9 @@
 """The viewer in a real browser: headless Chromium driven by Selenium.
 
-A tiny DeepMask (random weights) is saved as a model directory and served on
-a free loopback port; the page gets a COCO image, draws the masks, redraws
-when the threshold moves, and answers a text file with a message. Needs
+A tiny DeepMask and a tiny SharpMask (random weights) are saved as model
+directories and served side by side on a free loopback port; the page gets a
+COCO image, draws the masks, redraws when the threshold moves, and answers a
+text file with a message. Needs
 Debian's `chromium` and `chromium-driver` and the `selenium` package (the
 `test` extra); skips, saying which is missing, without them.
 """
@@ -42,7 +43,7 @@ def browser():
   options = webdriver.ChromeOptions()
   options.binary_location = chromium
   for flag in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
-               '--window-size=1200,800'):
+               '--window-size=1280,900'):
     options.add_argument(flag)
   from selenium.common.exceptions import WebDriverException  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
@@ -107,19 +108,28 @@ def downloaded(page) -> list:
 def test_upload_draw_threshold_and_error_in_chromium(tmp_path, coco_tiny):
   page = browser()
   started = time.time()
-  model_dir = str(tmp_path / 'tiny_deepmask')
-  _, variables, config = tiny_model('deepmask')
-  save_model(model_dir, variables, config)
-  state = ViewerState(load_models([model_dir], num_proposals=RESULTS))
+  model_dirs = []
+  for kind in ('deepmask', 'sharpmask'):
+    model_dirs.append(str(tmp_path / f'tiny_{kind}'))
+    _, variables, config = tiny_model(kind)
+    save_model(model_dirs[-1], variables, config)
+  state = ViewerState(load_models(model_dirs, num_proposals=RESULTS))
   image_path = str(coco_tiny / 'val2017' / IMAGE)
   try:
     with serving(state) as server:
       page.get(server.url)
       wait_for(lambda: page.find_elements('css selector', '.panel'), 30,
-               'the model panel')
+               'the model panels')
       page.find_element('id', 'file').send_keys(image_path)
-      wait_for(lambda: page.find_elements('css selector', '.panel[data-ready]'),
-               FIRST_CALL_SECONDS, 'the masks')
+      panels = wait_for(
+          lambda: len(page.find_elements('css selector', '.panel[data-ready]'))
+          == 2 and page.find_elements('css selector', '.panel'),
+          FIRST_CALL_SECONDS, 'the masks of both models')
+      assert [p.find_element('css selector', 'h2').text for p in panels] == [
+          'tiny_deepmask deepmask', 'tiny_sharpmask sharpmask']
+      for panel in panels:  # Each model's own time.
+        assert panel.find_element('css selector', '.status').text.startswith(
+            'network: ')
 
       # What the model finds on its own (same programs: no new compile).
       image = read_image(image_path)
@@ -147,7 +157,7 @@ def test_upload_draw_threshold_and_error_in_chromium(tmp_path, coco_tiny):
       records = downloaded(page)
       assert len(records) == expected
       assert all(r['score'] >= threshold and 'bbox' not in r for r in records)
-      assert state.models[0].calls == 1
+      assert [model.calls for model in state.models] == [1, 1]
       page.save_screenshot(str(tmp_path / 'viewer.png'))
 
       notes = tmp_path / 'notes.txt'
