@@ -106,8 +106,8 @@ function setDownload(link, records, fileName) {
 // Shows the canvas as large as its panel allows (small images scaled up).
 function fit(panel) {
   const canvas = panel.canvas, room = panel.element.clientWidth - 18;
-  const scale = Math.min(room / canvas.width,
-                         0.8 * window.innerHeight / canvas.height);
+  const tall = Math.max(200, window.innerHeight - 200);
+  const scale = Math.min(room / canvas.width, tall / canvas.height);
   canvas.style.width = `${Math.max(1, Math.floor(canvas.width * scale))}px`;
 }
 
