@@ -118,6 +118,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 8000  # The reference validates every 2nd epoch.
   config.eval_batches = 200  # evalPerPatch: testmaxload batches.
   config.log_every_steps = 50
+  # Val images whose predictions are drawn to TensorBoard at each validation
+  # (family.prediction_images); 0 draws none.
+  config.tensorboard_images = 4
   # Resuming a workdir with a config that differs from its checkpoint's in
   # more than cadence, length or evaluation fields (train/resume_check.py):
   # 'refuse' (one line naming the fields) or 'allow' (print them, go on).

@@ -27,7 +27,6 @@ has one, else on the CPU (--platform=cpu forces it).
 """
 
 import collections
-import glob
 import json
 import os
 from typing import Sequence
@@ -35,9 +34,7 @@ from typing import Sequence
 from deepmask_jax import console  # pylint: disable=g-bad-import-order  # First: quiets TF.
 from absl import app, flags
 import jax
-import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from deepmask_jax import families
@@ -47,8 +44,8 @@ from deepmask_jax.evaluation.categories import (CategoryCheck,
                                                 check_output_categories)
 from deepmask_jax.evaluation.results_json import (proposal_results,
                                                   write_results)
-from deepmask_jax.inference.api import read_image
-from deepmask_jax.inference.overlay import save_overlay
+from deepmask_jax.inference.api import find_images, read_image
+from deepmask_jax.inference.overlay import draw_encoded
 from deepmask_jax.inference.streaming import prefetch
 
 FLAGS = flags.FLAGS
@@ -66,34 +63,6 @@ flags.DEFINE_string('categories', '', 'A COCO json whose categories the '
                     'doc).')
 flags.DEFINE_string('platform', '', "JAX platform, e.g. 'cpu' ('' = JAX's "
                     'default: the GPU if there is one).')
-
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
-                    '.webp', '.ppm', '.pgm')
-
-
-def find_images(spec: str) -> list[str]:
-  """The image paths an --images value names, sorted."""
-  if os.path.isdir(spec):
-    names = sorted(os.listdir(spec))
-    return [os.path.join(spec, n) for n in names
-            if n.lower().endswith(IMAGE_EXTENSIONS)
-            and os.path.isfile(os.path.join(spec, n))]
-  if os.path.isfile(spec):
-    return [spec]
-  return sorted(p for p in glob.glob(spec) if os.path.isfile(p))
-
-
-def _overlay(image, proposals, count, names, path):
-  count = min(count, len(proposals.rles))
-  if count:
-    masks = mask_utils.decode(proposals.rles[:count]).transpose(2, 0, 1)
-  else:
-    masks = np.zeros((0,) + image.shape[:2], bool)
-  labels = (None if proposals.category_ids is None else
-            [names[int(c)] for c in proposals.category_ids[:count]])
-  save_overlay(path, image, masks.astype(bool), proposals.boxes[:count],
-               proposals.scores[:count], labels)
-
 
 def _read(path: str):
   """(path, image, None), or (path, None, reason) for an unreadable file."""
@@ -146,8 +115,8 @@ def propose_images(generator, paths: Sequence[str], out_dir: str,
     bbox += image_bbox
     if overlays:
       stem = os.path.splitext(os.path.basename(path))[0]
-      _overlay(image, proposals, overlays, names, os.path.join(
-          out_dir, 'overlays', f'{image_id:06d}_{stem}.png'))
+      Image.fromarray(draw_encoded(image, proposals, overlays, names)).save(
+          os.path.join(out_dir, 'overlays', f'{image_id:06d}_{stem}.png'))
     bar.update(1)
   bar.close()
   write_results(os.path.join(out_dir, 'proposals.json'), segm)

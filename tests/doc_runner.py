@@ -48,6 +48,11 @@ EXCLUDED_COMMANDS = {
         'full-size benchmark (minutes of CPU); the full-size ResNet-50 is '
         'converted by tests/convert/test_full_size.py, small trees by the '
         'converter tests',
+    "python -m deepmask_jax.viewer --model runs/demo_sharpmask --model "
+    "runs/demo_embedmask --images 'data/synthetic/val/*.jpg'":
+        'serves a web page until stopped; tests/viewer starts this command '
+        '(test_main.py) and drives the page in Chromium '
+        '(test_viewer_browser.py)',
     'PYTHONPATH=. python experiments/convert_full_size_pth.py --side 128':
         'full-size benchmark (minutes of CPU); small .pth/.pkl files are '
         'converted and compared by tests/convert/test_pth.py',

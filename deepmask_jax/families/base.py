@@ -14,7 +14,11 @@ only inside the batch-source methods.
 """
 
 import abc
+import os
 from typing import Callable, Iterable, Iterator
+
+from deepmask_jax.evaluation.prediction_images import DRAWN as PREDICTIONS_DRAWN
+from deepmask_jax.evaluation.prediction_images import prediction_images
 
 
 class Family(abc.ABC):
@@ -74,6 +78,23 @@ class Family(abc.ABC):
   @abc.abstractmethod
   def validator(self, config, model, parallel, source) -> Callable:
     """variables -> flat dict of scalar figures, on `source(config)`."""
+
+  def validation_images(self, config, source) -> tuple:
+    """(COCO json, image folder) of the validation images; `source` is what
+    the validator reads (the family's validation_batches or a replacement)."""
+    data = config.data
+    return (os.path.join(data.root, data.val_json),
+            os.path.join(data.root, data.val_images))
+
+  def prediction_images(self, config, model, source) -> Callable | None:
+    """variables -> {name: [H, W, 3] uint8}: the family's predictions drawn
+    over the first `config.tensorboard_images` validation images, written to
+    TensorBoard at each validation; None draws nothing (0, or no images)."""
+    return prediction_images(
+        config.get('tensorboard_images', 0),
+        *self.validation_images(config, source),
+        lambda variables: self.predictor(model, variables, config,
+                                         num_proposals=PREDICTIONS_DRAWN))
 
   @abc.abstractmethod
   def rank(self, figures: dict) -> tuple:

@@ -189,6 +189,10 @@ class EmbedMaskFamily(Family):
       return flat
     return validate
 
+  def validation_images(self, config, source) -> tuple:
+    split = source(config)
+    return split.json_path, split.image_dir
+
   def rank(self, figures: dict) -> tuple:
     return (figures['segm_AP'], figures['bbox_AP'])
 

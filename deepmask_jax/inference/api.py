@@ -18,7 +18,9 @@ the CLI and per-image evaluation use. Grayscale ([H, W] or [H, W, 1]) and RGBA i
 
 import collections
 import dataclasses
+import glob
 import math
+import os
 from typing import Iterable, Iterator, Optional, Sequence
 
 import jax
@@ -95,6 +97,23 @@ def read_image(path: str) -> np.ndarray:
     if image.mode != 'L':
       image = image.convert('RGB')  # Palette, CMYK, alpha...: plain RGB.
     return as_rgb(np.asarray(image))
+
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
+                    '.webp', '.ppm', '.pgm')
+
+
+def find_images(spec: str) -> list[str]:
+  """The image paths a CLI's --images value names (one image, a folder's
+  image files, not recursive, or a glob), sorted."""
+  if os.path.isdir(spec):
+    names = sorted(os.listdir(spec))
+    return [os.path.join(spec, n) for n in names
+            if n.lower().endswith(IMAGE_EXTENSIONS)
+            and os.path.isfile(os.path.join(spec, n))]
+  if os.path.isfile(spec):
+    return [spec]
+  return sorted(p for p in glob.glob(spec) if os.path.isfile(p))
 
 
 def _batch_size(count: int, max_batch: int) -> int:

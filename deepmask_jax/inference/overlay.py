@@ -1,9 +1,10 @@
-"""PNG overlays of the top proposals: tinted masks, outlines of their boxes."""
+"""Overlays of the top proposals: tinted masks, outlines of their boxes."""
 
 import colorsys
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
 
 TINT = 0.5  # Weight of a mask's colour over the image.
 
@@ -42,6 +43,23 @@ def draw_overlay(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray,
     draw.rectangle([x, y, x + w - 1, y + h - 1], outline=tuple(colour))
     draw.text((x + 2, y + 1), f'{label}{score:.2f}', fill=tuple(colour))
   return np.asarray(picture)
+
+
+def draw_encoded(image: np.ndarray, proposals, count: int,
+                 names: dict | None = None) -> np.ndarray:
+  """`draw_overlay` of the `count` best of an image's EncodedProposals.
+
+  names: {category id: name}, written on class-aware results.
+  """
+  count = min(count, len(proposals.rles))
+  if count:
+    masks = mask_utils.decode(proposals.rles[:count]).transpose(2, 0, 1)
+  else:
+    masks = np.zeros((0,) + image.shape[:2], np.uint8)
+  labels = (None if proposals.category_ids is None else
+            [names[int(c)] for c in proposals.category_ids[:count]])
+  return draw_overlay(image, masks.astype(bool), proposals.boxes[:count],
+                      proposals.scores[:count], labels)
 
 
 def save_overlay(path: str, image: np.ndarray, masks: np.ndarray,

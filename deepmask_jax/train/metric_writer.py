@@ -19,7 +19,7 @@ def progress_bar(fraction: float, width: int = 20) -> str:
 
 
 class MetricWriter:
-  """Writes scalars to stdout and `WORKDIR/tensorboard`."""
+  """Writes scalars to stdout and `WORKDIR/tensorboard`, images there too."""
 
   def __init__(self, workdir: str, total_steps: int, batch_size: int,
                start_step: int = 0, sample_name: str = 'patches'):
@@ -64,6 +64,15 @@ class MetricWriter:
     self._scalars(name, step, scalars)
     fields = ' '.join(f'{k}={v:.4g}' for k, v in scalars.items())
     print(f'  {name} @ step {step}: {fields}', flush=True)
+
+  def write_images(self, step: int, name: str, images: dict) -> None:
+    """TensorBoard images `{name}/predictions/{key}`, one [H, W, 3] uint8 each."""
+    if not self.enabled:
+      return
+    with self._summary.as_default(step=step):
+      for key, image in images.items():
+        self._tf.summary.image(f'{name}/predictions/{key}', image[None],
+                               max_outputs=1)
 
   def _scalars(self, prefix: str, step: int, scalars: dict) -> None:
     with self._summary.as_default(step=step):

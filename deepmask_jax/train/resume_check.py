@@ -9,7 +9,8 @@ model is built or array restored (`check_resume`).
 May change on resume (ALLOWED): fields that steer reporting, cadence, the
 length of the run or evaluation, never the TrainState or what a step computes:
 
-  log_every_steps, eval_every_steps, eval_batches   logging and validation
+  log_every_steps, eval_every_steps, eval_batches,  logging and validation
+    tensorboard_images
   checkpoint_every_steps, keep_checkpoints          checkpoint cadence
   num_epochs, solver.max_iter                       the run's length, longer
                                                     or shorter (the lr steps
@@ -57,7 +58,7 @@ from deepmask_jax.models.store import config_from_json
 POLICIES = ('refuse', 'allow')
 
 ALLOWED = (
-    'log_every_steps', 'eval_every_steps', 'eval_batches',
+    'log_every_steps', 'eval_every_steps', 'eval_batches', 'tensorboard_images',
     'checkpoint_every_steps', 'keep_checkpoints',
     'num_epochs', 'solver.max_iter',
     'mode', 'evaluation', 'inference',

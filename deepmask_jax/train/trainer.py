@@ -1,8 +1,8 @@
 """`train_and_evaluate(config, workdir, family)`: the training loop of every family.
 
 The family (deepmask_jax/families) supplies the model, batches, per-device
-losses, optimisation, validation and the ranking of checkpoints; this loop
-names none of them.
+losses, optimisation, validation (figures, and prediction images for
+TensorBoard) and the ranking of checkpoints; this loop names none of them.
 
 Resumable at any step: the TrainState comes from the latest checkpoint and the
 data stream restarts at that step (batch t is a pure function of the seed and
@@ -123,14 +123,17 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
   try:
     model, parallel, state = _start(config, family, checkpoints)
     start, end = int(state.step), family.total_steps(config)
-    validate_fn = family.validator(config, model, parallel,
-                                   eval_source or family.validation_batches)
+    eval_source = eval_source or family.validation_batches
+    validate_fn = family.validator(config, model, parallel, eval_source)
     batches = _training_batches(train_source or family.train_batches, config,
                                 start)
     writer = MetricWriter(workdir, end, config.batch_size, start,
                           family.sample_name)
+    # Drawn by process 0 only, the one that writes TensorBoard files.
+    images_fn = (family.prediction_images(config, model, eval_source)
+                 if writer.enabled else None)
     return _train(config, family, parallel, state, (start, end), batches,
-                  validate_fn, checkpoints, writer)
+                  (validate_fn, images_fn), checkpoints, writer)
   finally:
     if batches is not None:
       batches.close()
@@ -142,9 +145,14 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
 
 
 def _train(config, family, parallel, state, steps: tuple, batches,
-           validate_fn, checkpoints, writer) -> dict:
-  """Steps (start, end] of the loop; returns the last validation figures."""
+           validation: tuple, checkpoints, writer) -> dict:
+  """Steps (start, end] of the loop; returns the last validation figures.
+
+  validation: (validate_fn, images_fn): variables -> figures, and variables
+  -> TensorBoard images (or None).
+  """
   start, end = steps
+  validate_fn, images_fn = validation
   pending, figures = [], {}
   for step in range(start + 1, end + 1):
     batch = next(batches)
@@ -159,10 +167,12 @@ def _train(config, family, parallel, state, steps: tuple, batches,
       _check_and_log(pending, writer, checkpoints)
     if validate:
       started = time.time()
-      figures = validate_fn({'params': state.params,
-                             'constants': state.constants})
+      variables = {'params': state.params, 'constants': state.constants}
+      figures = validate_fn(variables)
       figures['seconds'] = time.time() - started
       writer.write_eval(step, family.validation_name, figures)
+      if images_fn is not None:
+        writer.write_images(step, family.validation_name, images_fn(variables))
     if save:
       checkpoints.save(state, config, figures if validate else None,
                        family.rank(figures) if validate else None)
