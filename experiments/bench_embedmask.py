@@ -14,7 +14,7 @@ canvas):
 With random weights almost nothing passes the 0.05 score threshold, so the
 detection stage is also timed with `--score_threshold=0` to fill all 100
 detections (the worst case for NMS and masks). Then training: images/s of the
-jitted step on in-memory batches (deepmask_jax/data/random_batches.py) at the
+jitted step on in-memory batches (deepmask_jax/families/embedmask/random_batches.py) at the
 canvas size. No TensorFlow needed. The reference paper's figure: 16.7 images/s
 for R-50 on a V100.
 """
@@ -28,10 +28,10 @@ import numpy as np
 from ml_collections import config_flags
 from pycocotools import mask as mask_utils
 
-from deepmask_jax.data.detection_geometry import canvas_shapes
-from deepmask_jax.data.random_batches import detection_batch
+from deepmask_jax.families.embedmask.geometry import canvas_shapes
+from deepmask_jax.families.embedmask.random_batches import detection_batch
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from deepmask_jax.train.trainer import setup
 
 from bench_embedmask_postprocess import median_seconds  # Beside this file.

@@ -50,7 +50,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.evaluation.results_json import segm_results
-from deepmask_jax.inference.api import ProposalGenerator
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
 from deepmask_jax.inference.streaming import StageClock
 from deepmask_jax.families import build_model
 from deepmask_jax.models.store import load_model

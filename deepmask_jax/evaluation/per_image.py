@@ -44,7 +44,7 @@ from deepmask_jax.evaluation.ground_truth import (GroundTruth, coverage,
 from deepmask_jax.evaluation.results_json import (proposal_category_id,
                                                   proposal_results,
                                                   write_results)
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 
 SEGM_FILE = 'proposals_segm.json'
 BBOX_FILE = 'proposals_bbox.json'

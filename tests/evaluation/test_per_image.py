@@ -11,11 +11,11 @@ from deepmask_jax.evaluation.per_image import (BBOX_FILE, METRICS_FILE,
                                                SEGM_FILE, evaluate_per_image,
                                                read_scored_image)
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.api import ProposalGenerator
-from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
+from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from tests.evaluation.conftest import write_tiny_split
-from tests.families.test_embedmask import tiny_embedmask_config
-from tests.inference.conftest import tiny_model
+from tests.families.embedmask.test_family import tiny_embedmask_config
+from tests.conftest import tiny_model
 
 
 def test_per_image_writes_results_and_leaves_out_unreadable_images(
