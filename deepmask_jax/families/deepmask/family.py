@@ -142,7 +142,7 @@ class DeepMaskFamily(Family):
       results['per_image'] = evaluate_per_image(
           self.predictor(model, variables, config,
                          num_proposals=config.evaluation.num_proposals),
-          ground_truth, None, out_dir,
+          ground_truth, out_dir,
           max_images=config.evaluation.max_images or None)
     return results
 

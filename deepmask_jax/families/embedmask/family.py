@@ -180,7 +180,7 @@ class EmbedMaskFamily(Family):
         segmenter = InstanceSegmenter(model, variables, config)
       segmenter.variables = jax.device_put(variables)
       with tempfile.TemporaryDirectory() as out_dir:
-        figures = evaluate_per_image(segmenter, ground_truth, None, out_dir,
+        figures = evaluate_per_image(segmenter, ground_truth, out_dir,
                                      max_images=split.max_images,
                                      verbose=False)
       flat = {f'{kind}_{name}': figures[kind][name]
@@ -196,11 +196,12 @@ class EmbedMaskFamily(Family):
     from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
     ensure_synthetic(config.data)
     root = config.data.root
-    return evaluate_per_image(
-        self.predictor(model, variables, config),
+    predictor = self.predictor(model, variables, config)
+    ground_truth = load_ground_truth(
         os.path.join(root, config.data.val_json),
-        os.path.join(root, config.data.val_images), out_dir,
-        max_images=config.evaluation.max_images or None)
+        os.path.join(root, config.data.val_images))
+    return evaluate_per_image(predictor, ground_truth, out_dir,
+                              max_images=config.evaluation.max_images or None)
 
   def predictor(self, model, variables, config, **overrides):
     """An InstanceSegmenter; the image CLI's generic `num_proposals` (results

@@ -27,7 +27,7 @@ from deepmask_jax.families.embedmask.postprocess import MASK_STRIDE
 MASK_THRESHOLD = 0.53  # Probability (the reference's MASK_TH, in log space).
 
 
-def resized_size(mask_size: int, input_size: int, original_size: int) -> int:
+def pasted_side(mask_size: int, input_size: int, original_size: int) -> int:
   """ceil(mask_size * 4 * original / input), in float32 as the reference."""
   size = (np.float32(mask_size) * np.float32(MASK_STRIDE)
           * np.float32(original_size) / np.float32(input_size))
@@ -95,8 +95,8 @@ class LogProbPaster:
     original_hw: (H0, W0) size of the image before resizing.
     """
     num, height, width = mask_logprob.shape
-    out_hw = (resized_size(height, input_hw[0], original_hw[0]),
-              resized_size(width, input_hw[1], original_hw[1]))
+    out_hw = (pasted_side(height, input_hw[0], original_hw[0]),
+              pasted_side(width, input_hw[1], original_hw[1]))
     if out_hw[0] < original_hw[0] or out_hw[1] < original_hw[1]:
       raise ValueError(f'masks of {height}x{width} cells resize to '
                        f'{out_hw}, smaller than the original {original_hw}: '

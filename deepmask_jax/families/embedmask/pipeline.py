@@ -36,6 +36,7 @@ from deepmask_jax.data import records
 from deepmask_jax.data import tfds_coco
 from deepmask_jax.families.embedmask import fcos_geometry
 from deepmask_jax.families.embedmask import sampler as detection_sampler
+from deepmask_jax.families.embedmask.geometry import DetectionGeometry
 
 MASK_STRIDE = 4  # The pixel embedding's (and mask target's) stride.
 _SPEC_TYPES = {
@@ -45,12 +46,6 @@ _SPEC_TYPES = {
     'boxes': (tf.float32, ('M', 4)), 'classes': (tf.int32, ('M',)),
     'valid': (tf.bool, ('M',)),
 }
-
-
-def canvas_shapes(config) -> list[tuple[int, int]]:
-  """The (H, W) canvases batches come in: [landscape, portrait]."""
-  return detection_sampler.DetectionGeometry.from_config(
-      config.detection).canvas_shapes()
 
 
 def _axis_taps(pixels: tf.Tensor, out_size: tf.Tensor, in_size: tf.Tensor,
@@ -159,7 +154,8 @@ def _image_fn(reader, images, config):
   """Per-image spec -> one sample of the batch dict (TF graph)."""
   cap = int(config.detection.max_instances)
   canvases = [CanvasTargets(hw, tuple(config.embedmask.strides))
-              for hw in canvas_shapes(config)]
+              for hw in DetectionGeometry.from_config(
+                  config.detection).canvas_shapes()]
   image_ids = tf.constant(images.index.image_id)
 
   def on_canvas(targets, example, spec, image):
@@ -221,7 +217,7 @@ def training_images(config, builder, split: str):
   """The split's TrainingImages; prints what it leaves out, fails if nothing."""
   images = detection_sampler.TrainingImages(
       records.load_object_index(builder, split),
-      detection_sampler.DetectionGeometry.from_config(config.detection))
+      DetectionGeometry.from_config(config.detection))
   detection_sampler.ensure_trainable(images, config.data.name, split)
   for line in images.report(config.data.name, split):
     print(f'warning: {line}', flush=True)
@@ -233,7 +229,8 @@ def detection_dataset(config, builder, split: str, steps: tf.data.Dataset, *,
   """Batches of full images for the given steps (a dataset of int64 steps).
 
   Returns:
-    A dataset of dicts, b = the local batch, (H, W) one of canvas_shapes,
+    A dataset of dicts, b = the local batch, (H, W) one of
+    DetectionGeometry.canvas_shapes,
     M = config.detection.max_instances, L = the canvas's FCOS locations:
       'image': float32 [b, H, W, 3] normalised NHWC, zero padded;
       'image_hw': int32 [b, 2] resized (h, w) before padding;

@@ -22,56 +22,19 @@ crowds and boxes left empty are not targets; boxes are scaled by the resize
 ratios and flipped as x -> width - 1 - x. Nothing here imports TensorFlow.
 """
 
-import dataclasses
 
 import numpy as np
 
 from deepmask_jax.data.object_index import ObjectIndex
 from deepmask_jax.errors import DataError
-from deepmask_jax.families.embedmask import geometry as detection_geometry
+from deepmask_jax.families.embedmask.geometry import (LANDSCAPE, PORTRAIT,
+                                                     DetectionGeometry)
 
-LANDSCAPE, PORTRAIT = 0, 1
 GROUP_NAMES = ('landscape', 'portrait')
 # Random streams (the first word after the seed), apart from sampler.py's.
 GROUP_STREAM, ORDER_STREAM, FLIP_STREAM = 10, 11, 12
 _CHUNK = 1024  # Steps whose group draws come from one generator.
 _LISTED_IMAGES = 10  # Images named in a report line before "and N more".
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectionGeometry:
-  """Input sizes and ground-truth cap (config.detection)."""
-  min_size: int = 800
-  max_size: int = 1333
-  max_instances: int = 100
-  flip: bool = True
-
-  @classmethod
-  def from_config(cls, detection_config) -> 'DetectionGeometry':
-    return cls(min_size=int(detection_config.min_size),
-               max_size=int(detection_config.max_size),
-               max_instances=int(detection_config.max_instances),
-               flip=bool(detection_config.flip))
-
-  def resized_size(self, height: int, width: int) -> tuple[int, int]:
-    """(h, w) after resizing: maskrcnn-benchmark's Resize.get_size.
-
-    Same float operations and rounding (Python round, then int truncation of
-    the longer side), so sizes match the reference to the pixel.
-    """
-    return detection_geometry.resized_size(height, width, self.min_size,
-                                           self.max_size)
-
-  def canvas_shapes(self) -> list[tuple[int, int]]:
-    """(H, W) per group: the smallest multiple of 32 holding any resized image.
-
-    A landscape image's shorter side is at most min(min_size, max_size) and
-    its longer side at most max_size (up to the reference's rounding, see
-    `TrainingImages`).
-    """
-    short, long = detection_geometry.canvas_sides(self.min_size,
-                                                  self.max_size)
-    return [(short, long), (long, short)]
 
 
 def reference_boxes(bbox: np.ndarray, image_hw: np.ndarray):

@@ -27,8 +27,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from deepmask_jax.families.embedmask.geometry import (canvas_shapes, fitted_size,
-                                                  orientation)
+from deepmask_jax.families.embedmask.geometry import DetectionGeometry
 from deepmask_jax.inference.images import EncodedProposals, as_rgb
 from deepmask_jax.families.embedmask.paste import (LogProbPaster,
                                                     rescale_boxes,
@@ -100,7 +99,8 @@ class InstanceSegmenter:
   def prepare(self, image: np.ndarray):
     """(canvas float32 [1, H, W, 3], resized (h, w)) of an RGB uint8 image."""
     height, width = image.shape[:2]
-    resized = fitted_size(height, width, self.detection)
+    geometry = DetectionGeometry.from_config(self.detection)
+    resized = geometry.fitted_size(height, width)
     if resized != (height, width):
       image = np.asarray(Image.fromarray(image).resize(
           (resized[1], resized[0]), Image.BILINEAR))
@@ -109,7 +109,7 @@ class InstanceSegmenter:
       pixels = pixels[..., ::-1]
     pixels = ((pixels - np.asarray(self.detection.pixel_mean, np.float32))
               / np.asarray(self.detection.pixel_std, np.float32))
-    canvas_hw = canvas_shapes(self.detection)[orientation(height, width)]
+    canvas_hw = geometry.canvas_of(height, width)
     canvas = np.zeros((1,) + canvas_hw + (3,), np.float32)
     canvas[0, :resized[0], :resized[1]] = pixels
     return canvas, resized

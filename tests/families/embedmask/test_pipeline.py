@@ -14,6 +14,7 @@ from deepmask_jax.data.object_index import ObjectIndex
 from deepmask_jax.families.embedmask import fcos_geometry
 from deepmask_jax.families.embedmask import pipeline as detection_pipeline
 from deepmask_jax.families.embedmask import sampler as detection_sampler
+from deepmask_jax.families.embedmask.geometry import DetectionGeometry
 from tests.data import fixtures
 
 BATCH, CAP = 2, 8
@@ -56,24 +57,26 @@ def _assert_batches_equal(first, second):
 def _sampler(config, builder):
   images = detection_sampler.TrainingImages(
       records.load_object_index(builder, 'train'),
-      detection_sampler.DetectionGeometry.from_config(config.detection))
+      DetectionGeometry.from_config(config.detection))
   return detection_sampler.DetectionSampler(images, config.seed, config.batch_size)
 
 
 def test_resize_rule_and_canvases_follow_maskrcnn_benchmark():
-  geometry = detection_sampler.DetectionGeometry(min_size=800, max_size=1333)
+  geometry = DetectionGeometry(min_size=800, max_size=1333)
   assert geometry.resized_size(427, 640) == (800, 1199)
   assert geometry.resized_size(640, 480) == (1066, 800)
   assert geometry.resized_size(800, 900) == (800, 900)  # Already the size.
   # The longer side would pass 1333: the shorter is round(1333 * 100 / 1000).
   assert geometry.resized_size(100, 1000) == (133, 1330)
   assert geometry.canvas_shapes() == [(800, 1344), (1344, 800)]
-  assert detection_pipeline.canvas_shapes(config_schema.get_config()) == [
-      (800, 1344), (1344, 800)]
+  config = config_schema.get_config()
+  assert _geometry(config).canvas_shapes() == [(800, 1344), (1344, 800)]
+  assert geometry.canvas_of(427, 640) == (800, 1344)
+  assert geometry.canvas_of(640, 480) == (1344, 800)
 
 
 def test_keys_shapes_and_dtypes(config, first_batches):
-  (height, width), _ = detection_pipeline.canvas_shapes(config)
+  (height, width), _ = _geometry(config).canvas_shapes()
   num_locations = len(fcos_geometry.locations(height, width)[0])
   expected = {
       'image': ((BATCH, height, width, 3), np.float32),
@@ -187,7 +190,7 @@ def test_group_draws_follow_group_sizes_and_cover_each_epoch():
       bbox=np.tile(np.float32([2, 2, 10, 10]), (40, 1)),
       area=np.full(40, 100, np.float32), iscrowd=np.zeros(40, bool))
   images = detection_sampler.TrainingImages(
-      index, detection_sampler.DetectionGeometry(64, 96, 4))
+      index, DetectionGeometry(64, 96, 4))
   sampler = detection_sampler.DetectionSampler(images, seed=3, global_batch=5)
   steps = range(2100)  # Crosses two chunks of group draws.
   draws = [sampler.group_and_turn(t) for t in steps]
@@ -273,7 +276,7 @@ def test_coco_tiny_at_full_size_uses_both_canvases(coco_tiny_data_config, coco_t
   batches = _take(detection_pipeline.train_batches(config), last + 1)
   for step in (groups.index(0), groups.index(1)):
     batch = batches[step]
-    canvas = detection_pipeline.canvas_shapes(config)[groups[step]]
+    canvas = _geometry(config).canvas_shapes()[groups[step]]
     assert batch['image'].shape[1:3] == canvas
     _, records, _ = sampler.step_images(step, 0, BATCH)
     hw = sampler.images.index.image_size[records]
@@ -282,4 +285,4 @@ def test_coco_tiny_at_full_size_uses_both_canvases(coco_tiny_data_config, coco_t
 
 
 def _geometry(config):
-  return detection_sampler.DetectionGeometry.from_config(config.detection)
+  return DetectionGeometry.from_config(config.detection)
