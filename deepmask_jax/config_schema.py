@@ -4,6 +4,7 @@
 files under `configs/` (paper recipe, SharpMask, demo) start from
 `get_config()` and change a few fields; the package itself imports only this
 module, so an installed deepmask_jax never needs the `configs/` folder.
+Each family's own sections come from its package (families/*/defaults.py).
 """
 
 import importlib.util
@@ -11,7 +12,9 @@ import os
 
 import ml_collections
 
-from deepmask_jax.inference.defaults import inference_defaults
+from deepmask_jax.families.deepmask.defaults import inference_defaults
+from deepmask_jax.families.embedmask.defaults import (detection_defaults,
+                                                      embedmask_defaults)
 
 
 def sibling_config(this_file: str, name: str) -> ml_collections.ConfigDict:
@@ -126,7 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
   # 'refuse' (one line naming the fields) or 'allow' (print them, go on).
   config.resume_changes = 'refuse'
 
-  # Dense multi-scale proposals (deepmask_jax/inference/defaults.py).
+  # Dense multi-scale proposals (deepmask_jax/families/deepmask/defaults.py).
   config.inference = inference_defaults()
 
   # Evaluation of a checkpoint (`--config.mode=eval`): per patch (evalPerPatch)
@@ -151,52 +154,6 @@ def get_config() -> ml_collections.ConfigDict:
   # Solver of full-image families (EmbedMask): warmup, steps, bias factor.
   config.solver = solver_defaults()
   return config
-
-
-def embedmask_defaults() -> ml_collections.ConfigDict:
-  """Model, loss and inference settings of EmbedMask (the V3 yaml values)."""
-  cfg = ml_collections.ConfigDict()
-  cfg.num_classes = 80  # Set from the dataset's categories when training.
-  # The dataset's category of each contiguous label (filled when training,
-  # saved with the model: results JSON and overlays use them).
-  cfg.category_ids = ()
-  cfg.category_names = ()
-  cfg.embed_dim = 16  # D: 2 spatial + D - 2 free channels.
-  cfg.fpn_channels = 256
-  cfg.num_convs = 4  # Convs per head tower.
-  cfg.strides = (8, 16, 32, 64, 128)  # P3..P7.
-  cfg.prior_prob = 0.01
-  cfg.prior_margin = 2.0  # Margin bias: P = 0.5 at embedding distance 2.
-  cfg.margin_reduce_factor = 32.0
-  cfg.freeze_at = 2  # Stem and layer1 frozen (FREEZE_CONV_BODY_AT).
-  # Targets and losses.
-  cfg.scale_ranges = (64, 128, 256, 512)  # FPN_INTEREST_SPLIT.
-  cfg.center_radius = 1.5
-  cfg.sample_in_mask = True
-  cfg.focal_alpha = 0.25
-  cfg.focal_gamma = 2.0
-  cfg.mask_loss_weight = 0.5
-  # Inference.
-  cfg.score_threshold = 0.05
-  cfg.pre_nms_top_n = 1000  # Per level.
-  cfg.nms_threshold = 0.6
-  cfg.detections_per_image = 100
-  cfg.mask_threshold = 0.53  # Probability.
-  cfg.mask_box_padding = 2  # Stride-4 cells around each box.
-  return cfg
-
-
-def detection_defaults() -> ml_collections.ConfigDict:
-  """Full-image batches: the reference's caffe2 input convention."""
-  cfg = ml_collections.ConfigDict()
-  cfg.min_size = 800  # Shorter side after resizing.
-  cfg.max_size = 1333  # Longer side at most.
-  cfg.flip = True  # Horizontal flip with probability 0.5 (training).
-  cfg.max_instances = 100  # Ground truth padded (or cut) to this many.
-  cfg.bgr = True  # Channel order fed to the network (caffe2 weights: BGR).
-  cfg.pixel_mean = (102.9801, 115.9465, 122.7717)  # In the fed order, 0-255.
-  cfg.pixel_std = (1.0, 1.0, 1.0)
-  return cfg
 
 
 def solver_defaults() -> ml_collections.ConfigDict:

@@ -41,13 +41,8 @@ def _get(config, dotted: str):
 def load_for_evaluation(config, workdir: str):
   """(family, model, variables, merged config, step) of the model in
   `workdir`; step is None for a converted model directory."""
-  if os.path.isdir(os.path.join(workdir, store.TRAIN_CHECKPOINTS)):
-    step = store.choose_training_step(
-        workdir, None if config.evaluation.step < 0 else config.evaluation.step)
-    variables, model_config = store.read_training_step(workdir, step)
-  else:  # A converted model directory.
-    step = None
-    variables, model_config = store.load_model(workdir)
+  variables, model_config, step = store.read_model(
+      workdir, None if config.evaluation.step < 0 else config.evaluation.step)
   family = families.get_family(model_config.model)
   merged = ml_collections.ConfigDict(model_config.to_dict())
   for field in family.eval_overrides:

@@ -44,7 +44,7 @@ from deepmask_jax.evaluation.categories import (CategoryCheck,
                                                 check_output_categories)
 from deepmask_jax.evaluation.results_json import (proposal_results,
                                                   write_results)
-from deepmask_jax.inference.api import find_images, read_image
+from deepmask_jax.inference.images import find_images, read_image
 from deepmask_jax.inference.overlay import draw_encoded
 from deepmask_jax.inference.streaming import prefetch
 

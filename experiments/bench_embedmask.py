@@ -14,7 +14,7 @@ canvas):
 With random weights almost nothing passes the 0.05 score threshold, so the
 detection stage is also timed with `--score_threshold=0` to fill all 100
 detections (the worst case for NMS and masks). Then training: images/s of the
-jitted step on in-memory batches (deepmask_jax/data/random_batches.py) at the
+jitted step on in-memory batches (deepmask_jax/families/embedmask/random_batches.py) at the
 canvas size. No TensorFlow needed. The reference paper's figure: 16.7 images/s
 for R-50 on a V100.
 """
@@ -28,10 +28,11 @@ import numpy as np
 from ml_collections import config_flags
 from pycocotools import mask as mask_utils
 
-from deepmask_jax.data.detection_geometry import canvas_shapes
-from deepmask_jax.data.random_batches import detection_batch
+from deepmask_jax.families.embedmask.geometry import (LANDSCAPE,
+                                                     DetectionGeometry)
+from deepmask_jax.families.embedmask.random_batches import detection_batch
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from deepmask_jax.train.trainer import setup
 
 from bench_embedmask_postprocess import median_seconds  # Beside this file.
@@ -68,8 +69,8 @@ def training(config, family) -> float:
   config.batch_size = FLAGS.train_batch
   _, runner, state = setup(config, family)
   state = runner.replicate(state)
-  batch = detection_batch(config, 0, canvas_shapes(config.detection)[
-      'landscape'])
+  batch = detection_batch(config, 0, DetectionGeometry.from_config(
+      config.detection).canvas_shapes()[LANDSCAPE])
   state, metrics = runner.step(state, batch, 'instances')
   jax.block_until_ready(metrics)
   start = time.perf_counter()
@@ -86,9 +87,10 @@ def main(argv):
   model = family.build_model(config)
   variables = family.init_variables(config, model)
   image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+  canvas = DetectionGeometry.from_config(
+      config.detection).canvas_shapes()[LANDSCAPE]
   print(f'device: {jax.devices()[0].device_kind} ({jax.default_backend()}), '
-        f'dtype {config.dtype}, canvas '
-        f"{canvas_shapes(config.detection)['landscape']}")
+        f'dtype {config.dtype}, canvas {canvas}')
   for label, overrides in (('trained-like threshold 0.05', {}),
                            ('threshold 0 (100 detections)',
                             {'score_threshold': 0.0})):

@@ -15,10 +15,10 @@ import time
 import jax
 import numpy as np
 
-from deepmask_jax.inference.embedmask_postprocess import (DetectSettings,
+from deepmask_jax.families.embedmask.postprocess import (DetectSettings,
                                                           class_aware_nms,
                                                           detect)
-from deepmask_jax.models.fcos_geometry import locations
+from deepmask_jax.families.embedmask.fcos_geometry import locations
 
 
 def median_seconds(run, repeats: int) -> float:

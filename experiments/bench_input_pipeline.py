@@ -37,7 +37,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from deepmask_jax import config_schema
-from deepmask_jax.data import input_pipeline
+from deepmask_jax.families.deepmask import input_pipeline
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _MODEL = flags.DEFINE_enum('model', 'deepmask', ['deepmask', 'sharpmask'],

@@ -48,9 +48,10 @@ from pycocotools import mask as mask_utils
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from deepmask_jax.config_schema import get_config
+from deepmask_jax.evaluation.ground_truth import load_ground_truth
 from deepmask_jax.evaluation.per_image import evaluate_per_image
 from deepmask_jax.evaluation.results_json import segm_results
-from deepmask_jax.inference.api import ProposalGenerator
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
 from deepmask_jax.inference.streaming import StageClock
 from deepmask_jax.families import build_model
 from deepmask_jax.models.store import load_model
@@ -97,8 +98,9 @@ def coco_pass(kind: str, args) -> dict:
     figures = evaluate_per_image(
         ProposalGenerator(model, variables, config,
                           num_proposals=args.num_proposals),
-        os.path.join(args.coco_pass, 'annotations', 'instances_val2017.json'),
-        os.path.join(args.coco_pass, 'val2017'), out)
+        load_ground_truth(
+            os.path.join(args.coco_pass, 'annotations', 'instances_val2017.json'),
+            os.path.join(args.coco_pass, 'val2017')), out)
   figures.update(model=kind, backend_compilations=len(compiles),
                  compile_seconds=float(np.sum(compiles)))
   return figures

@@ -20,7 +20,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from deepmask_jax.families import get_family
-from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.train.trainer import setup
 
 FLAGS = flags.FLAGS

@@ -20,7 +20,7 @@ trunk. Then, for each of DeepMask and SharpMask:
      the first training loss agree to --tolerance (max |jax - torch| over
      max |torch|);
   2. forward: the dense multi-scale pass of one --height x --width image: the
-     pyramid canvases of inference/pyramid.py (default scales, 128-px buckets),
+     pyramid canvases of families/deepmask/pyramid.py (default scales, 128-px buckets),
      one network call per canvas shape, computing what inference's per-level
      call computes (score map and embeddings; SharpMask also its four
      whole-map skip features); plus decoding --windows windows (DeepMask's
@@ -54,12 +54,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from deepmask_jax import config_schema
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.defaults import inference_config
-from deepmask_jax.inference.pyramid import (build_canvas, plan_levels,
+from deepmask_jax.families.deepmask.defaults import inference_config
+from deepmask_jax.families.deepmask.pyramid import (build_canvas, plan_levels,
                                             pyramid_scales)
-from deepmask_jax.models.deepmask import deepmask_from_config
-from deepmask_jax.models.patch_geometry import patch_side
-from deepmask_jax.models.sharpmask import SharpMask
+from deepmask_jax.families.deepmask.model import deepmask_from_config
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.refinement import SharpMask
 from deepmask_jax.models.store import load_model, save_model
 from deepmask_jax.train.initialization import fresh_variables
 from deepmask_jax.train.parallel import DataParallel

@@ -61,7 +61,7 @@ def checkpoint(workdir: str, step: int):
 
 def per_patch_mean_iou(workdir: str, step: int, eval_batches: int) -> dict:
   """Per-patch figures of a checkpoint of the workdir, in its own dtype."""
-  from deepmask_jax.data import input_pipeline  # TensorFlow lives there.
+  from deepmask_jax.families.deepmask import input_pipeline  # TensorFlow lives there.
   from deepmask_jax.evaluation.per_patch import PerPatchEvaluator
   from deepmask_jax.families import build_model
   variables, config = checkpoint(workdir, step)
@@ -72,9 +72,10 @@ def per_patch_mean_iou(workdir: str, step: int, eval_batches: int) -> dict:
 
 def per_image_ar(workdir: str, step: int, dtype: str, max_images: int) -> dict:
   """Per-image AR figures of a checkpoint of the workdir, run in `dtype`."""
+  from deepmask_jax.evaluation.ground_truth import load_ground_truth
   from deepmask_jax.evaluation.per_image import evaluate_per_image
   from deepmask_jax.families import build_model
-  from deepmask_jax.inference.api import ProposalGenerator
+  from deepmask_jax.families.deepmask.generator import ProposalGenerator
   variables, config = checkpoint(workdir, step)
   config = with_dtype(config, dtype)
   generator = ProposalGenerator(build_model(config), variables, config,
@@ -83,9 +84,10 @@ def per_image_ar(workdir: str, step: int, dtype: str, max_images: int) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   root = config.data.root
   return evaluate_per_image(
-      generator, os.path.join(root, config.data.val_json),
-      os.path.join(root, config.data.val_images), out_dir,
-      max_images=max_images or None, verbose=False)
+      generator, load_ground_truth(os.path.join(root, config.data.val_json),
+                                   os.path.join(root, config.data.val_images),
+                                   verbose=False),
+      out_dir, max_images=max_images or None, verbose=False)
 
 
 def verdict(name: str, a: float, b: float, tolerance: float) -> bool:

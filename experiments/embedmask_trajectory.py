@@ -17,8 +17,8 @@ import it); without it the script says so and exits 0.
    moves a folded kernel s W by its own gradient where the reference moves W:
    the JAX update of s W is 1/s^2 times the reference's (checked per
    channel). The identity BN (the default) makes s = 1.
-2. `--steps` batches (data/random_batches.py, numpy, made once) train both:
-   JAX with the project's own step (families/embedmask.py: solver, frozen
+2. `--steps` batches (families/embedmask/random_batches.py, numpy, made once) train both:
+   JAX with the project's own step (families/embedmask/family.py: solver, frozen
    stem + layer1, loss), PyTorch with the reference recipe (torch_embedmask.py
    reference_optimizer, torch_embedmask_loss.py). The schedule is shortened
    so that 20 steps cross both of its boundaries: constant warmup x1/3 for
@@ -62,7 +62,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from configs.embedmask import get_config
 from deepmask_jax.convert.converter import read_weights
 from deepmask_jax.convert.embedmask import map_embedmask
-from deepmask_jax.data.random_batches import detection_batch
+from deepmask_jax.families.embedmask.random_batches import detection_batch
 from deepmask_jax.families import get_family
 from deepmask_jax.train.parallel import DataParallel
 from deepmask_jax.train.train_step import create_train_state, make_step_fns

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import torch_deepmask
-from deepmask_jax.models.sharpmask import NUM_REFINEMENTS, SharpMask
+from deepmask_jax.families.deepmask.refinement import NUM_REFINEMENTS, SharpMask
 from deepmask_jax.xla_options import network_jit
 
 
 def _dense_forward(module, images):
-  """What inference's per-level call computes (inference/proposals.py)."""
+  """What inference's per-level call computes (families/deepmask/proposals.py)."""
   sharp = isinstance(module, SharpMask)
   deepmask = module.deepmask if sharp else module
   features, embedding = deepmask.encode(images, crop=False)
@@ -203,7 +203,7 @@ class SideBySide:
       labels = torch.from_numpy(batch['mask']).to(self.device)
       logits = self._torch_mask_logits(name, net, images)
       per_sample = F.softplus(-labels * logits).mean(dim=(1, 2))
-      loss = per_sample.sum()  # train/losses.py: mean times the batch.
+      loss = per_sample.sum()  # families/deepmask/losses.py: mean times the batch.
       optimizer.zero_grad(set_to_none=True)
       loss.backward()
       optimizer.step()

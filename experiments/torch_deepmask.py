@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Same table as deepmask_jax/models/sharpmask.py (kept in sync by the
+# Same table as deepmask_jax/families/deepmask/refinement.py (kept in sync by the
 # equality check of bench_vs_pytorch.py): skip source, border crop per patch.
 SKIP_SOURCES = (('layer3', 0), ('layer2', 2), ('layer1', 4), ('conv1', 8))
 

@@ -17,7 +17,7 @@ loops, sharing no code with deepmask_jax/train/embedmask_{targets,losses}.py:
     is 1.0 in float32, as in the reference), logit, Lovasz hinge, mean over the
     image's GTs, summed over images / N, x 0.5.
 
-Inputs are the numpy batches of deepmask_jax/data/random_batches.py (or the
+Inputs are the numpy batches of deepmask_jax/families/embedmask/random_batches.py (or the
 detection pipeline): boxes / classes / valid [N, M], masks [N, M, H/4, W/4]
 (already the stride-4 targets that prepare_masks makes), mask_points
 [N, M, L] (the GT mask at each location's pixel, SAMPLE_IN_MASK's test).

@@ -29,7 +29,7 @@ import urllib.request
 import ml_collections
 
 from deepmask_jax.families import get_family
-from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.models.store import save_model
 from deepmask_jax.train.initialization import fresh_variables
 from tests.viewer.test_viewer_browser import browser, wait_for

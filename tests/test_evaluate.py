@@ -16,7 +16,7 @@ from deepmask_jax.families import get_family
 from deepmask_jax.models.store import save_model
 from deepmask_jax.train.checkpointing import Checkpoints
 from tests.evaluation.conftest import write_tiny_split
-from tests.families.test_embedmask import tiny_embedmask_config
+from tests.families.embedmask.test_family import tiny_embedmask_config
 from tests.train.test_checkpoint_faults import truncate
 
 FAMILY = get_family('embedmask')

@@ -39,7 +39,7 @@ from deepmask_jax.convert.t7_file import load_t7
 from deepmask_jax.convert.torch_tree import Node
 from deepmask_jax.families import build_model
 from deepmask_jax.models import Trunk
-from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.models.store import save_model
 
 # train.lua option -> (config section or None, field): carried over as is.

@@ -19,7 +19,7 @@ import dataclasses
 from deepmask_jax.convert import deepmask as deepmask_mapper
 from deepmask_jax.convert.torch_layers import Chain, crop_pixels, read_linear
 from deepmask_jax.convert.torch_tree import Node
-from deepmask_jax.models.sharpmask import NUM_REFINEMENTS, SKIP_SOURCES
+from deepmask_jax.families.deepmask.refinement import NUM_REFINEMENTS, SKIP_SOURCES
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ import collections
 import json
 import os
 import time
-from typing import Optional, Union
+from typing import Optional
 
 import jax
 from jax.experimental import multihost_utils
@@ -39,12 +39,11 @@ from deepmask_jax.evaluation.coco_instances import (evaluate_instances,
                                                     report_instances)
 from deepmask_jax.evaluation.coco_proposals import evaluate_proposals, report
 from deepmask_jax.evaluation.ground_truth import (GroundTruth, coverage,
-                                                  load_ground_truth,
                                                   skipped_line)
 from deepmask_jax.evaluation.results_json import (proposal_category_id,
                                                   proposal_results,
                                                   write_results)
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 
 SEGM_FILE = 'proposals_segm.json'
 BBOX_FILE = 'proposals_bbox.json'
@@ -121,17 +120,15 @@ def _merged(parts: list) -> list:
   return sorted((r for part in parts for r in part), key=lambda r: r['image_id'])
 
 
-def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
-                       image_dir: Optional[str], out_dir: str,
+def evaluate_per_image(generator, ground_truth: GroundTruth, out_dir: str,
                        max_images: Optional[int] = None,
                        verbose: bool = True) -> dict:
   """Proposals for a COCO split and their AR (and AP for class-aware models).
 
   Args:
     generator: a `ProposalGenerator` or `InstanceSegmenter` (inference/).
-    ground_truth: a GroundTruth (load_ground_truth), or the path of the
-      split's COCO instances json, checked here before any image is read.
-    image_dir: folder of its images (with a json path; else None is fine).
+    ground_truth: the split, checked and indexed by load_ground_truth before
+      any image is read (it holds the images' folder).
     out_dir: where the results and metrics JSON go.
     max_images: evaluate only the first this many image ids (ascending).
     verbose: show a progress bar, print the table.
@@ -143,11 +140,8 @@ def evaluate_per_image(generator, ground_truth: Union[str, GroundTruth],
     left out: unreadable images are not scored, and why; what the json
     checks dropped), 'compilations' and 'seconds_per_image' (of this process).
   Raises:
-    DataError: the json cannot be used (before any image is evaluated), or
-      no image could be read.
+    DataError: the split lists no image, or no image could be read.
   """
-  if isinstance(ground_truth, str):
-    ground_truth = load_ground_truth(ground_truth, image_dir, verbose=verbose)
   coco = ground_truth.coco
   image_ids = sorted(coco.getImgIds())
   if max_images is not None:

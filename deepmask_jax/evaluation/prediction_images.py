@@ -17,7 +17,7 @@ from PIL import Image
 from deepmask_jax.data.coco_json import load_instances
 from deepmask_jax.data.coco_report import counted
 from deepmask_jax.evaluation.categories import check_output_categories
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 from deepmask_jax.inference.overlay import draw_encoded
 
 DRAWN = 10  # Results drawn per image.

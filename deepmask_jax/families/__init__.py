@@ -2,25 +2,37 @@
 
     family = get_family(config.model)
     model = family.build_model(config)
+
+Each family is a package (families/deepmask/, families/embedmask/) that
+imports the shared layers and no other family; the shared layers import no
+family. A family is loaded on first use, so importing one of its light
+modules (say its config defaults) does not load every family.
 """
+
+import importlib
 
 from deepmask_jax.errors import InputError
 from deepmask_jax.families.base import Family
-from deepmask_jax.families.deepmask import DeepMaskFamily, SharpMaskFamily
-from deepmask_jax.families.embedmask import EmbedMaskFamily
 from deepmask_jax.models.store import load_model
 
-FAMILIES = {family.name: family
-            for family in (DeepMaskFamily(), SharpMaskFamily(),
-                            EmbedMaskFamily())}
+# config.model -> (module, class) of its family: the one line a new family adds.
+REGISTRY = {
+    'deepmask': ('deepmask_jax.families.deepmask.family', 'DeepMaskFamily'),
+    'sharpmask': ('deepmask_jax.families.deepmask.family', 'SharpMaskFamily'),
+    'embedmask': ('deepmask_jax.families.embedmask.family', 'EmbedMaskFamily'),
+}
+_LOADED: dict = {}
 
 
 def get_family(name: str) -> Family:
   """The family registered under `name` (config.model)."""
-  if name not in FAMILIES:
-    raise InputError(f'config.model must be one of {sorted(FAMILIES)}, '
+  if name not in REGISTRY:
+    raise InputError(f'config.model must be one of {sorted(REGISTRY)}, '
                      f'got {name!r}')
-  return FAMILIES[name]
+  if name not in _LOADED:
+    module, cls = REGISTRY[name]
+    _LOADED[name] = getattr(importlib.import_module(module), cls)()
+  return _LOADED[name]
 
 
 def build_model(config):

@@ -1,14 +1,6 @@
-"""Dense multi-scale DeepMask / SharpMask proposals (no TensorFlow needed).
+"""Inference pieces every family uses: image reading, RLE, overlays, streaming.
 
-The public classes load on first use, so that the encoding worker processes
+No TensorFlow and, outside `images`, no JAX: the encoding worker processes
 (inference/rle.py, numpy and pycocotools only) start without importing JAX.
+Each family's own inference lives in its package (deepmask_jax/families/).
 """
-
-_PUBLIC = ('EncodedProposals', 'ProposalGenerator', 'Proposals')
-
-
-def __getattr__(name):
-  if name in _PUBLIC:
-    from deepmask_jax.inference import api  # pylint: disable=g-import-not-at-top
-    return getattr(api, name)
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,9 +1,8 @@
-"""Flax Linen models: the ResNet trunk, DeepMask, SharpMask (and EmbedMask).
+"""Flax Linen layers every family builds on: the ResNet trunk, the FPN, convolutions.
 
-Which model a config builds is its family's business
+The models themselves live with their families (deepmask_jax/families/);
+which model a config builds is the registry's business
 (deepmask_jax.families.build_model).
 """
 
-from deepmask_jax.models.deepmask import DeepMask, deepmask_from_config
 from deepmask_jax.models.resnet import Trunk
-from deepmask_jax.models.sharpmask import Refinement, SharpMask

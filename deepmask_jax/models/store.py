@@ -85,15 +85,28 @@ def save_model(directory: str, variables: dict, config) -> None:
     raise
 
 
-def load_model(path: str):
+def load_model(path: str, step: int | None = None):
   """Reads a model directory or a training workdir.
 
   Returns (variables, config): variables is {'params', 'constants'} as nested
-  dicts of numpy arrays; config the ConfigDict that builds the model.
+  dicts of numpy arrays; config the ConfigDict that builds the model. `step`
+  picks a workdir's checkpoint (see `read_model`).
+  """
+  variables, config, _ = read_model(path, step)
+  return variables, config
+
+
+def read_model(path: str, step: int | None = None):
+  """(variables, config, step) of a model directory or a training workdir.
+
+  A workdir gives `step` (default: the best-ranked intact validated
+  checkpoint, else the latest intact one; see `choose_training_step`); a
+  model directory has no steps, so `step` is not used and None is returned.
   """
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, TRAIN_CHECKPOINTS)):
-    return load_training_checkpoint(path)
+    step = choose_training_step(path, step)
+    return (*read_training_step(path, step), step)
   if not os.path.isfile(os.path.join(path, CONFIG)):
     raise FileNotFoundError(
         f'{path} is neither a model directory (with {CONFIG} and '
@@ -102,7 +115,7 @@ def load_model(path: str):
     config = config_from_json(f.read())
   with ocp.StandardCheckpointer() as checkpointer:
     variables = checkpointer.restore(os.path.join(path, VARIABLES))
-  return jax.tree.map(np.asarray, variables), config
+  return jax.tree.map(np.asarray, variables), config, None
 
 
 def checkpoint_options(**kwargs) -> ocp.CheckpointManagerOptions:

@@ -19,7 +19,7 @@ import jax
 
 from deepmask_jax.data.coco_report import counted
 from deepmask_jax.errors import InputError
-from deepmask_jax.inference.api import find_images
+from deepmask_jax.inference.images import find_images
 from deepmask_jax.viewer.predictions import ViewerState, load_models
 from deepmask_jax.viewer.server import ViewerServer
 

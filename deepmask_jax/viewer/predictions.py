@@ -31,7 +31,7 @@ from deepmask_jax.data.coco_images import image_error
 from deepmask_jax.evaluation.categories import (CategoryCheck,
                                                 check_output_categories)
 from deepmask_jax.evaluation.results_json import proposal_results
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 from deepmask_jax.inference.overlay import palette
 
 IMAGE_ID = 1  # The one image of a downloaded results file.

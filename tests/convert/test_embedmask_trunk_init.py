@@ -7,7 +7,7 @@ import pytest
 from deepmask_jax.convert import read_t7
 from deepmask_jax.families import get_family
 from deepmask_jax.models.store import save_model
-from tests.families.test_embedmask import tiny_embedmask_config
+from tests.families.embedmask.test_family import tiny_embedmask_config
 
 from . import torch_trees as trees
 

@@ -10,9 +10,9 @@ from deepmask_jax import evaluate, families
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.convert import ConversionError, convert, read_weights
 from deepmask_jax.models import Trunk
-from deepmask_jax.models.embedmask import EmbedMask
+from deepmask_jax.families.embedmask.model import EmbedMask
 from deepmask_jax.train.initialization import with_pretrained_trunk
-from tests.families.test_embedmask import tiny_embedmask_config
+from tests.families.embedmask.test_family import tiny_embedmask_config
 
 from . import embedmask_reference as reference
 from . import pth_writer

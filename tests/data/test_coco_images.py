@@ -8,13 +8,13 @@ import pytest
 
 from deepmask_jax.data import coco_images
 from deepmask_jax.data import coco_json
-from tests.data import conftest
+from tests.data import fixtures
 
 
-def _read(broken_coco, file_name, width=conftest.WIDTH):
+def _read(broken_coco, file_name, width=fixtures.WIDTH):
   report = coco_json.LoadReport()
   record = coco_json.ImageRecord(1, file_name, str(broken_coco.train_images / file_name),
-                                 conftest.HEIGHT, width)
+                                 fixtures.HEIGHT, width)
   return coco_images.read_image(record, report), report
 
 
@@ -41,7 +41,7 @@ def test_non_rgb_jpeg_files_are_reencoded(broken_coco, file_name):
   encoded, report = _read(broken_coco, file_name)
   image = Image.open(io.BytesIO(encoded))
   assert (image.format, image.mode, image.size) == ('JPEG', 'RGB',
-                                                    (conftest.WIDTH, conftest.HEIGHT))
+                                                    (fixtures.WIDTH, fixtures.HEIGHT))
   assert report.items[coco_json.CONVERTED][0].startswith(file_name)
   original = Image.open(broken_coco.train_images / file_name).convert('RGB')
   # JPEG at quality 95 stays close to the original pixels.

@@ -11,7 +11,7 @@ import pytest
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import coco_masks
 from deepmask_jax.errors import DataError
-from tests.data import conftest
+from tests.data import fixtures
 
 
 def _load_broken(broken_coco):
@@ -101,7 +101,7 @@ def test_missing_image_key_names_the_record(tmp_path):
 def test_two_point_polygon_part_is_dropped(broken_coco):
   images, _, report = _load_broken(broken_coco)
   objects = _objects_by_id(images)
-  assert objects[broken_coco.two_point_part_dropped].segmentation == [conftest.SQUARE]
+  assert objects[broken_coco.two_point_part_dropped].segmentation == [fixtures.SQUARE]
   assert broken_coco.two_point_only not in objects
   # Annotation 2 keeps a part; annotation 3's only part goes with it (one drop).
   assert report.items[coco_json.POLYGON_TOO_FEW_POINTS] == [
@@ -136,8 +136,8 @@ def test_rle_segmentations_are_kept(broken_coco):
   compressed = objects[broken_coco.compressed_rle]
   assert crowd.iscrowd and not compressed.iscrowd
   np.testing.assert_array_equal(
-      coco_masks.rasterize(crowd.segmentation, conftest.HEIGHT, conftest.WIDTH),
-      coco_masks.rasterize(compressed.segmentation, conftest.HEIGHT, conftest.WIDTH))
+      coco_masks.rasterize(crowd.segmentation, fixtures.HEIGHT, fixtures.WIDTH),
+      coco_masks.rasterize(compressed.segmentation, fixtures.HEIGHT, fixtures.WIDTH))
 
 
 def test_empty_images_kept_and_unused_categories_reported(broken_coco):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from deepmask_jax.data import feed
-from deepmask_jax.data import sampler as sampler_lib
+from deepmask_jax.data.object_index import ObjectIndex
+from deepmask_jax.families.deepmask import sampler as sampler_lib
 from deepmask_jax.errors import DataError
 from tests.conftest import tiny_config
 
@@ -71,7 +72,7 @@ def test_a_tf_data_error_keeps_only_the_python_errors_line():
 
 def index_of(boxes, areas, crowd):
   n = len(boxes)
-  return sampler_lib.ObjectIndex(
+  return ObjectIndex(
       image_id=np.arange(1, n + 1), image_size=np.full((n, 2), 64, np.int32),
       first_object=np.arange(n + 1), object_slot=np.zeros(n, np.int32),
       label=np.zeros(n, np.int32), bbox=np.array(boxes, np.float32),
@@ -80,7 +81,7 @@ def index_of(boxes, areas, crowd):
 
 def test_a_dataset_with_no_mask_sample_fails_up_front_with_counts():
   pytest.importorskip('tensorflow')
-  from deepmask_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deepmask_jax.families.deepmask import input_pipeline  # pylint: disable=g-import-not-at-top
   index = index_of([[1, 1, 4, 4], [2, 2, 30, 30], [0, 0, 9, 9]],
                    [16, 900, 81], [False, True, False])
   sampler = sampler_lib.PatchSampler(

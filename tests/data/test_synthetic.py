@@ -11,7 +11,7 @@ import pytest
 
 from deepmask_jax import config_schema
 from deepmask_jax.data import synthetic
-from tests.data import conftest
+from tests.data import fixtures
 
 
 @pytest.fixture(scope='module')
@@ -34,12 +34,12 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 
 def test_json_is_valid_coco(synthetic_root, train_coco):
-  for split, count in (('train', conftest.SYNTHETIC_TRAIN), ('val', conftest.SYNTHETIC_VAL)):
+  for split, count in (('train', fixtures.SYNTHETIC_TRAIN), ('val', fixtures.SYNTHETIC_VAL)):
     coco = coco_api.COCO(str(synthetic_root / f'annotations/instances_{split}.json'))
     assert len(coco.getImgIds()) == count
     for image in coco.imgs.values():
       assert (synthetic_root / split / image['file_name']).is_file()
-  size = conftest.SYNTHETIC_SIZE
+  size = fixtures.SYNTHETIC_SIZE
   for ann in train_coco.anns.values():
     x, y, w, h = ann['bbox']
     assert ann['area'] > 0 and w > 0 and h > 0
@@ -49,7 +49,7 @@ def test_json_is_valid_coco(synthetic_root, train_coco):
 
 def test_masks_match_the_drawn_image(synthetic_root, train_coco):
   for index, image_id in enumerate(sorted(train_coco.getImgIds())[:8]):
-    drawn, objects = synthetic.render_example(0, 'train', index, conftest.SYNTHETIC_SIZE)
+    drawn, objects = synthetic.render_example(0, 'train', index, fixtures.SYNTHETIC_SIZE)
     anns = train_coco.loadAnns(train_coco.getAnnIds(imgIds=image_id))
     assert len(anns) == len(objects)
     for ann, obj in zip(anns, objects):
@@ -87,7 +87,7 @@ def test_occluded_objects_are_rle_and_mostly_visible():
 
 
 def test_object_sizes_span_small_to_large(train_coco):
-  sides = [max(ann['bbox'][2:]) / conftest.SYNTHETIC_SIZE for ann in train_coco.anns.values()]
+  sides = [max(ann['bbox'][2:]) / fixtures.SYNTHETIC_SIZE for ann in train_coco.anns.values()]
   assert min(sides) < 0.2 and max(sides) > 0.5
 
 
@@ -131,17 +131,17 @@ def test_ensure_synthetic_generates_once_and_points_config_at_it(tmp_path, monke
   monkeypatch.setattr(synthetic, 'DEFAULT_TRAIN_IMAGES', 3)
   monkeypatch.setattr(synthetic, 'DEFAULT_VAL_IMAGES', 2)
   monkeypatch.setattr(synthetic, 'DEFAULT_IMAGE_SIZE', 48)
-  data = synthetic.ensure_synthetic(conftest.data_config(tmp_path, '', synthetic=True))
+  data = synthetic.ensure_synthetic(fixtures.data_config(tmp_path, '', synthetic=True))
   assert data.train_json == synthetic.TRAIN_JSON and data.val_images == synthetic.VAL_IMAGES
   coco = coco_api.COCO(str(tmp_path / synthetic.TRAIN_JSON))
   assert len(coco.imgs) == 3 and coco.imgs[1]['height'] == 48
   mtime = (tmp_path / synthetic.TRAIN_JSON).stat().st_mtime_ns
-  synthetic.ensure_synthetic(conftest.data_config(tmp_path, '', synthetic=True))
+  synthetic.ensure_synthetic(fixtures.data_config(tmp_path, '', synthetic=True))
   assert (tmp_path / synthetic.TRAIN_JSON).stat().st_mtime_ns == mtime
 
 
 def test_ensure_synthetic_does_nothing_when_off(tmp_path):
-  data = synthetic.ensure_synthetic(conftest.data_config(tmp_path, ''))
+  data = synthetic.ensure_synthetic(fixtures.data_config(tmp_path, ''))
   assert data.train_json == config_schema.get_config().data.train_json
   assert not any(tmp_path.iterdir())
 

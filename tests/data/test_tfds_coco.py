@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from deepmask_jax.data import coco_json
 from deepmask_jax.data import synthetic
 from deepmask_jax.data import tfds_coco
-from tests.data import conftest
+from tests.data import fixtures
 from deepmask_jax.errors import DataError
 
 
@@ -90,7 +90,7 @@ def test_prepare_reuses_a_built_dataset(coco_tiny_builder, coco_tiny_data_config
 
 def test_missing_dataset_explains_layout_and_download(tmp_path):
   with pytest.raises(DataError) as error:
-    tfds_coco.prepare(conftest.data_config(tmp_path / 'nowhere', ''))
+    tfds_coco.prepare(fixtures.data_config(tmp_path / 'nowhere', ''))
   message = str(error.value)
   assert '\n' not in message
   for expected in ('missing ' + str(tmp_path / 'nowhere'),
@@ -157,10 +157,10 @@ def test_prepare_generates_the_synthetic_dataset(tmp_path, synthetic_data_config
 
 def _single_object_json(category_id, categories):
   return json.dumps({
-      'images': [{'id': 1, 'file_name': 'good.jpg', 'height': conftest.HEIGHT,
-                  'width': conftest.WIDTH}],
+      'images': [{'id': 1, 'file_name': 'good.jpg', 'height': fixtures.HEIGHT,
+                  'width': fixtures.WIDTH}],
       'annotations': [{'id': 1, 'image_id': 1, 'category_id': category_id, 'iscrowd': 0,
-                       'bbox': [10, 10, 20, 20], 'segmentation': [conftest.SQUARE]}],
+                       'bbox': [10, 10, 20, 20], 'segmentation': [fixtures.SQUARE]}],
       'categories': [{'id': cid, 'name': f'c{cid}'} for cid in categories]})
 
 
@@ -174,7 +174,7 @@ def _one_image_dataset(broken_coco, root, name, train_categories=(1,),
   (root / 'train.json').write_text(_single_object_json(train_categories[-1],
                                                        train_categories))
   (root / 'val.json').write_text(_single_object_json(val_categories[-1], val_categories))
-  return conftest.data_config(root, '', name=name, train_json='train.json',
+  return fixtures.data_config(root, '', name=name, train_json='train.json',
                               val_json='val.json', train_images='images',
                               val_images='images')
 

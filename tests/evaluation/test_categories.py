@@ -10,7 +10,7 @@ from deepmask_jax.evaluation.categories import (BY_NAME, CLASS_AGNOSTIC,
                                                 DIFFERENT, SAME,
                                                 check_categories,
                                                 check_output_categories)
-from deepmask_jax.inference.api import EncodedProposals
+from deepmask_jax.inference.images import EncodedProposals
 
 SHAPES = [{'id': i + 1, 'name': n} for i, n in enumerate(
     ('ellipse', 'rectangle', 'triangle', 'star', 'ring', 'blob'))]

@@ -218,7 +218,8 @@ def _write(tmp_path, defect=None, text=None):
 
 
 def _evaluate(json_path, image_dir, tmp_path, generator=None):
-  return evaluate_per_image(generator or FixedProposals(), json_path, str(image_dir),
+  ground_truth = ground_truth_lib.load_ground_truth(json_path, str(image_dir), verbose=False)
+  return evaluate_per_image(generator or FixedProposals(), ground_truth,
                             str(tmp_path / 'eval'), verbose=False)
 
 
@@ -340,8 +341,8 @@ def test_per_patch_coverage_names_images_the_build_left_out(image_dir, tmp_path)
 
 def test_evaluation_prints_what_it_scored_and_dropped(image_dir, tmp_path, capsys):
   json_path = _write(tmp_path, DROPPED_CASES['NaN bbox'][0])
-  evaluate_per_image(FixedProposals(), json_path, str(image_dir), str(tmp_path / 'eval'),
-                     verbose=True)
+  evaluate_per_image(FixedProposals(), ground_truth_lib.load_ground_truth(json_path, str(image_dir)),
+                     str(tmp_path / 'eval'), verbose=True)
   out = capsys.readouterr().out
   assert f'{JSON_NAME}: 1 annotation dropped:' in out
   assert 'annotation 10 (bbox [10, nan, 8, 8])' in out

@@ -7,15 +7,16 @@ import pytest
 
 from deepmask_jax.data import coco_json
 from deepmask_jax.data.coco_report import LoadReport
+from deepmask_jax.evaluation.ground_truth import load_ground_truth
 from deepmask_jax.evaluation.per_image import (BBOX_FILE, METRICS_FILE,
                                                SEGM_FILE, evaluate_per_image,
                                                read_scored_image)
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.api import ProposalGenerator
-from deepmask_jax.inference.embedmask_api import InstanceSegmenter
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
+from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from tests.evaluation.conftest import write_tiny_split
-from tests.families.test_embedmask import tiny_embedmask_config
-from tests.inference.conftest import tiny_model
+from tests.families.embedmask.test_family import tiny_embedmask_config
+from tests.conftest import tiny_model
 
 
 def test_per_image_writes_results_and_leaves_out_unreadable_images(
@@ -35,9 +36,9 @@ def test_per_image_writes_results_and_leaves_out_unreadable_images(
   model, variables, config = tiny_model('deepmask')
   out = tmp_path / 'eval'
   generator = ProposalGenerator(model, variables, config, num_proposals=20)
-  figures = evaluate_per_image(generator, str(json_path),
-                               str(coco_tiny / 'val2017'), str(out),
-                               verbose=False)
+  figures = evaluate_per_image(
+      generator, load_ground_truth(str(json_path), str(coco_tiny / 'val2017'),
+                                   verbose=False), str(out), verbose=False)
   # The missing image is left out of the scoring, named with its reason.
   assert figures['num_images'] == figures['images_scored'] == 2
   assert figures['images_left_out'] == {coco_json.MISSING_FILE: ['missing.jpg']}
@@ -59,8 +60,10 @@ def test_max_images_takes_the_first_ids(coco_tiny, tmp_path):
   model, variables, config = tiny_model('deepmask')
   figures = evaluate_per_image(
       ProposalGenerator(model, variables, config, num_proposals=5),
-      str(coco_tiny / 'annotations' / 'instances_val2017.json'),
-      str(coco_tiny / 'val2017'), str(tmp_path), max_images=1, verbose=False)
+      load_ground_truth(
+          str(coco_tiny / 'annotations' / 'instances_val2017.json'),
+          str(coco_tiny / 'val2017'), verbose=False),
+      str(tmp_path), max_images=1, verbose=False)
   assert figures['num_images'] == 1
   with open(tmp_path / SEGM_FILE) as f:
     results = json.load(f)
@@ -92,7 +95,7 @@ def tiny_segmenter():
 def evaluate_on(tmp_path, segmenter, categories, missing=()):
   json_path, image_dir = write_tiny_split(tmp_path / 'data', categories,
                                           missing)
-  figures = evaluate_per_image(segmenter, json_path, image_dir,
+  figures = evaluate_per_image(segmenter, load_ground_truth(json_path, image_dir),
                                str(tmp_path / 'eval'))
   with open(tmp_path / 'eval' / SEGM_FILE) as f:
     written = {r['category_id'] for r in json.load(f)}

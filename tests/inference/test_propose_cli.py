@@ -15,10 +15,10 @@ from pycocotools.coco import COCO
 from deepmask_jax import propose
 from deepmask_jax.errors import InputError
 from deepmask_jax.families import get_family
-from deepmask_jax.inference.api import ProposalGenerator
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
 from deepmask_jax.models.store import save_model
 from tests.evaluation.conftest import write_tiny_split
-from tests.families.test_embedmask import tiny_embedmask_config
+from tests.families.embedmask.test_family import tiny_embedmask_config
 
 
 def run_cli(*args) -> str:

@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from deepmask_jax.inference.api import ProposalGenerator, read_image
+from deepmask_jax.families.deepmask.generator import ProposalGenerator
+from deepmask_jax.inference.images import read_image
 from deepmask_jax.inference.rle import encode_packed
 from deepmask_jax.inference.streaming import (StageClock, prefetch,
                                               process_pool)
 from tests.conftest import COCO_TINY
-from tests.inference.test_api import image_of
+from tests.families.deepmask.test_generator import image_of
 
 NUM = 20
 
@@ -98,7 +99,7 @@ def test_an_encoding_worker_error_reaches_the_caller():
 
 def test_encoding_failure_in_the_stream_is_raised(tiny_deepmask,
                                                   monkeypatch):
-  from deepmask_jax.inference import api  # pylint: disable=import-outside-toplevel
+  from deepmask_jax.families.deepmask import generator as api  # pylint: disable=import-outside-toplevel
 
   def broken(*_):
     raise RuntimeError('encoder broke')

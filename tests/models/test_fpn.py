@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepmask_jax.models import fcos_geometry
+from deepmask_jax.families.embedmask import fcos_geometry
 from deepmask_jax.models.fpn import FPN
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepmask_jax.models import deepmask_from_config
+from deepmask_jax.families.deepmask.model import deepmask_from_config
 from deepmask_jax.models.convolution import PaddedConv
 from deepmask_jax.models.resnet import Bottleneck, Trunk
 from tests.conftest import tiny_config

@@ -11,7 +11,7 @@ own path: flags, config, console, trainer.
 import sys
 
 from deepmask_jax import main  # pylint: disable=g-bad-import-order  # First: quiets TF.
-from deepmask_jax.families.deepmask import DeepMaskFamily
+from deepmask_jax.families.deepmask.family import DeepMaskFamily
 from tests.train import fake_batches
 
 FAILURE = 'pipeline stage failed on purpose'

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
 
 
 def patch_batches(config, start_step: int = 0):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deepmask_jax.families import get_family
-from deepmask_jax.models.patch_geometry import patch_side
+from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.train.initialization import fresh_variables
 from deepmask_jax.train.trainer import setup
 from tests.conftest import tiny_config

@@ -100,7 +100,7 @@ def test_sharpmask_without_deepmask_checkpoint_says_what_to_set():
 
 
 def _embedmask_with_classes(num_classes: int):
-  from tests.families.test_embedmask import tiny_embedmask_config  # pylint: disable=g-import-not-at-top
+  from tests.families.embedmask.test_family import tiny_embedmask_config  # pylint: disable=g-import-not-at-top
   return tiny_embedmask_config(**{
       'embedmask.num_classes': num_classes,
       'embedmask.category_ids': tuple(range(1, num_classes + 1)),

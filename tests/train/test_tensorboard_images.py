@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from deepmask_jax.data.random_batches import detection_batches
+from deepmask_jax.families.embedmask.random_batches import detection_batches
 from deepmask_jax.families import get_family
-from deepmask_jax.families.embedmask import ValidationSplit
+from deepmask_jax.families.embedmask.family import ValidationSplit
 from deepmask_jax.train.trainer import train_and_evaluate
 from tests.conftest import tiny_config
 from tests.evaluation.conftest import write_tiny_split

@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from deepmask_jax.evaluation.categories import check_output_categories
-from deepmask_jax.inference.api import EncodedProposals
+from deepmask_jax.inference.images import EncodedProposals
 from deepmask_jax.viewer.predictions import ViewerModel, ViewerState
 from deepmask_jax.viewer.server import ViewerServer
 

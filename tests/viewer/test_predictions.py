@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from deepmask_jax.evaluation.results_json import proposal_results
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 from deepmask_jax.viewer import predictions
 from deepmask_jax.viewer.predictions import (UnreadableImage, ViewerState,
                                              decode_image, load_models)

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from deepmask_jax.inference.api import read_image
+from deepmask_jax.inference.images import read_image
 from deepmask_jax.models.store import save_model
 from deepmask_jax.viewer.predictions import ViewerState, load_models
 from tests.inference.conftest import tiny_model
