@@ -17,7 +17,7 @@ PACKAGE = REPO / 'deepmask_jax'
 FAMILIES = 'deepmask_jax.families'
 # Modules allowed to name families: the registry and entry points above them.
 TOP = ('deepmask_jax.families', 'deepmask_jax.main', 'deepmask_jax.run',
-       'deepmask_jax.evaluate', 'deepmask_jax.propose',
+       'deepmask_jax.evaluate', 'deepmask_jax.propose', 'deepmask_jax.viewer',
        'deepmask_jax.config_schema', 'deepmask_jax.convert')
 
 

@@ -14,7 +14,7 @@ from deepmask_jax.families.embedmask.family import ValidationSplit
 from deepmask_jax.train.trainer import train_and_evaluate
 from tests.conftest import tiny_config
 from tests.evaluation.conftest import write_tiny_split
-from tests.families.test_embedmask import tiny_embedmask_config
+from tests.families.embedmask.test_family import tiny_embedmask_config
 from tests.train import fake_batches
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from deepmask_jax.models.store import save_model
 from tests.conftest import REPO
-from tests.inference.conftest import tiny_model
+from tests.conftest import tiny_model
 
 
 def start(*args) -> subprocess.Popen:

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from deepmask_jax.inference.images import read_image
 from deepmask_jax.models.store import save_model
 from deepmask_jax.viewer.predictions import ViewerState, load_models
-from tests.inference.conftest import tiny_model
+from tests.conftest import tiny_model
 from tests.viewer.conftest import serving
 
 IMAGE = '000000404484.jpg'  # 320 x 240, the smallest of coco_tiny's val.
