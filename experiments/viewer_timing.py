@@ -9,7 +9,7 @@ or the full-size ones (configs/deepmask.py, sharpmask.py, embedmask.py) is
 written to a temporary model directory. The viewer command starts in a
 fresh process (no XLA compilation cache) and the script prints: seconds
 from the command to the first page (HTTP 200 on /), then, in headless
-Chromium (tests/viewer/test_viewer_browser.py's driver), seconds from the
+Chromium (deepmask_jax/viewer/driver.py), seconds from the
 upload to the panel's drawn masks for the first image (the network
 compiles) and for a second image of the same size (programs reused).
 Weights change the time only through the number of results (a random
@@ -32,7 +32,7 @@ from deepmask_jax.families import get_family
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.models.store import save_model
 from deepmask_jax.train.initialization import fresh_variables
-from tests.viewer.test_viewer_browser import browser, wait_for
+from deepmask_jax.viewer.driver import browser, upload
 
 COCO_VAL = os.path.realpath(os.path.join(
     os.path.dirname(__file__), '..', '..', 'shared', 'data', 'coco_tiny',
@@ -92,18 +92,6 @@ def first_page(model_dir: str):
   return process, match.group(1), time.perf_counter() - started
 
 
-def upload_to_masks(page, path: str) -> float:
-  """Seconds from choosing `path` to the panel's drawn masks."""
-  page.execute_script(
-      "document.querySelectorAll('.panel').forEach("
-      "(p) => delete p.dataset.ready)")
-  started = time.perf_counter()
-  page.find_element('id', 'file').send_keys(path)
-  wait_for(lambda: page.find_elements('css selector', '.panel[data-ready]'),
-           1800, 'the masks')
-  return time.perf_counter() - started
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--size', choices=('demo', 'full'), default='demo')
@@ -123,7 +111,7 @@ def main():
       page = browser()
       try:
         page.get(url)
-        first, second = (upload_to_masks(page, path) for path in images)
+        first, second = (upload(page, path, 1800) for path in images)
         status = page.find_element('css selector', '.panel .status').text
       finally:
         page.quit()

@@ -23,4 +23,6 @@ needs installing beyond the core package.
   server.py       routes and error answers
   predictions.py  images, network calls, their cache, the JSON the page draws
   static/         the page and its script (the drawing)
+  driver.py       drives it from Python for tests and experiments (a server
+                  thread, headless Chromium); the viewer never imports it
 """

@@ -1,15 +1,14 @@
-"""Viewer test helpers: a fake predictor (no network) and a server thread."""
+"""Viewer test helpers: a fake predictor (no network).
 
-import contextlib
-import threading
+The server thread the tests serve it with: deepmask_jax/viewer/driver.py.
+"""
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from deepmask_jax.evaluation.categories import check_output_categories
 from deepmask_jax.inference.images import EncodedProposals
-from deepmask_jax.viewer.predictions import ViewerModel, ViewerState
-from deepmask_jax.viewer.server import ViewerServer
+from deepmask_jax.viewer.predictions import ViewerModel
 
 
 class FakePredictor:
@@ -50,17 +49,3 @@ def fake_model(name='fake', **kwargs) -> ViewerModel:
   predictor = FakePredictor(**kwargs)
   return ViewerModel(name, 'embedmask' if predictor.class_aware else
                      'deepmask', predictor, check_output_categories(predictor))
-
-
-@contextlib.contextmanager
-def serving(state: ViewerState):
-  """A ViewerServer on a free loopback port, in a thread; yields it."""
-  server = ViewerServer(('127.0.0.1', 0), state)
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  try:
-    yield server
-  finally:
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)

@@ -8,8 +8,9 @@ import urllib.request
 from PIL import Image
 
 from deepmask_jax.viewer import server as server_module
+from deepmask_jax.viewer.driver import serving
 from deepmask_jax.viewer.predictions import ViewerState
-from tests.viewer.conftest import fake_model, serving
+from tests.viewer.conftest import fake_model
 
 
 def request(server, path, data=None, headers=None):

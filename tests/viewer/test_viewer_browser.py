@@ -11,8 +11,6 @@ Debian's `chromium` and `chromium-driver` and the `selenium` package (the
 
 import base64
 import io
-import json
-import shutil
 import time
 
 import numpy as np
@@ -22,9 +20,11 @@ from pycocotools import mask as mask_utils
 
 from deepmask_jax.inference.images import read_image
 from deepmask_jax.models.store import save_model
+from deepmask_jax.viewer import driver
+from deepmask_jax.viewer.driver import (downloaded, hover_text, serving,
+                                        set_control, wait_for)
 from deepmask_jax.viewer.predictions import ViewerState, load_models
 from tests.conftest import tiny_model
-from tests.viewer.conftest import serving
 
 IMAGE = '000000404484.jpg'  # 320 x 240, the smallest of coco_tiny's val.
 RESULTS = 30  # Per image; the page's top-K is set to all of them.
@@ -33,36 +33,10 @@ FIRST_CALL_SECONDS = 300  # Compiling on a loaded 2-core CPU.
 
 def browser():
   """A headless Chromium WebDriver, or a skip naming what is missing."""
-  webdriver = pytest.importorskip(
-      'selenium.webdriver', reason='selenium is not installed (pip install '
-      '-e ".[test]")')
-  chromium = shutil.which('chromium') or shutil.which('chromium-browser')
-  driver = shutil.which('chromedriver')
-  if not chromium or not driver:
-    pytest.skip('no headless browser: needs Debian\'s chromium and '
-                'chromium-driver (apt-get install chromium chromium-driver)')
-  options = webdriver.ChromeOptions()
-  options.binary_location = chromium
-  for flag in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
-               '--window-size=1280,900'):
-    options.add_argument(flag)
-  from selenium.common.exceptions import WebDriverException  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
   try:
-    return webdriver.Chrome(service=Service(driver), options=options)
-  except WebDriverException as error:
-    pytest.skip(f'chromium did not start: {error.msg}')
-
-
-def wait_for(check, timeout: float, what: str):
-  """The first truthy value of check(), polled; fails naming `what`."""
-  end = time.time() + timeout
-  while time.time() < end:
-    value = check()
-    if value:
-      return value
-    time.sleep(0.1)
-  raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+    return driver.browser()
+  except driver.NoBrowser as error:
+    pytest.skip(str(error))
 
 
 def canvas_pixels(page) -> np.ndarray:
@@ -73,37 +47,8 @@ def canvas_pixels(page) -> np.ndarray:
   return np.asarray(Image.open(io.BytesIO(data)).convert('RGB'))
 
 
-def set_control(page, name: str, value) -> None:
-  """Moves a range input as a user would (an 'input' event)."""
-  page.execute_script(
-      "const c = document.getElementById(arguments[0]);"
-      "c.value = arguments[1]; c.dispatchEvent(new Event('input'));",
-      name, str(value))
-
-
 def shown_count(page) -> int:
   return int(page.find_element('css selector', '.panel .count').text)
-
-
-def hover_text(page, x: int, y: int) -> str:
-  """The tooltip over image pixel (x, y) of the first panel."""
-  return page.execute_script(
-      "const c = document.querySelector('.panel canvas');"
-      "const b = c.getBoundingClientRect();"
-      "c.dispatchEvent(new MouseEvent('mousemove', {"
-      "  clientX: b.left + (arguments[0] + 0.5) * b.width / c.width,"
-      "  clientY: b.top + (arguments[1] + 0.5) * b.height / c.height}));"
-      "const t = document.getElementById('tooltip');"
-      "return t.hidden ? '' : t.textContent;", x, y)
-
-
-def downloaded(page) -> list:
-  """The records the first panel's 'results JSON' link downloads."""
-  text = page.execute_async_script(
-      "const done = arguments[arguments.length - 1];"
-      "fetch(document.querySelector('.panel .download').href)"
-      "  .then((r) => r.text()).then(done);")
-  return json.loads(text)
 
 
 def test_upload_draw_threshold_and_error_in_chromium(tmp_path, coco_tiny):
