@@ -18,10 +18,10 @@ from absl import logging
 import numpy as np
 
 from deepmask_jax.convert import convert_t7
-from tests.convert import torch_reference as reference
-from tests.convert import torch_trees as trees
-from tests.convert.compare import apply_model, patch_errors, trunk_errors
-from tests.convert.t7_writer import write_t7
+from deepmask_jax.testing import torch_reference as reference
+from deepmask_jax.testing import torch_trees as trees
+from deepmask_jax.testing.compare import apply_model, patch_errors, trunk_errors
+from deepmask_jax.testing.t7_writer import write_t7
 
 _BATCH = flags.DEFINE_integer('batch', 2, 'Patches per comparison.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the weights and inputs.')

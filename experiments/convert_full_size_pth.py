@@ -21,10 +21,11 @@ import numpy as np
 
 from deepmask_jax.convert import convert
 from deepmask_jax.models import Trunk
-from tests.convert import embedmask_reference as reference
-from tests.convert import pth_writer
-from tests.convert.test_pth import _checkpoint, embedmask_errors
-from tests.convert.torch_reference import relative_error
+from deepmask_jax.testing import embedmask_reference as reference
+from deepmask_jax.testing import pth_writer
+from deepmask_jax.testing.compare import embedmask_errors
+from deepmask_jax.testing.pth_writer import maskrcnn_checkpoint
+from deepmask_jax.testing.torch_reference import relative_error
 
 _SIDE = flags.DEFINE_integer('side', 128, 'Square input side (multiple of 32).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the weights and inputs.')
@@ -53,7 +54,7 @@ def main(argv):
     for name, writer in (('zip', pth_writer.write_zip),
                          ('legacy', pth_writer.write_legacy)):
       path = f'{workdir}/{name}.pth'
-      writer(path, _checkpoint(state))
+      writer(path, maskrcnn_checkpoint(state))
       conversion, seconds = _timed_convert(path, f'{workdir}/{name}')
       print(f'{name:6} .pth conversion {seconds:5.2f} s')
     errors = embedmask_errors(conversion, state, images, geometry=FULL)

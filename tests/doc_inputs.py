@@ -9,7 +9,7 @@ working folder:
                             (../shared/data/coco_tiny) with their annotations
   photos/*.jpg, photo.jpg   coco_tiny val images, scaled to 128 px
   pretrained/..., model.t7, FILE
-                            tiny weights files written by tests/convert's
+                            tiny weights files written by deepmask_jax/testing's
                             Torch7 and PyTorch/Detectron writers
   models/resnet50           such a `.t7` ResNet, converted
 
@@ -25,10 +25,10 @@ import shutil
 from PIL import Image
 
 from deepmask_jax.convert import convert
-from tests.convert import embedmask_reference
-from tests.convert import pth_writer
-from tests.convert import torch_trees
-from tests.convert.t7_writer import write_t7
+from deepmask_jax.testing import embedmask_reference
+from deepmask_jax.testing import pth_writer
+from deepmask_jax.testing import torch_trees
+from deepmask_jax.testing.t7_writer import write_t7
 
 # stem, layer1..layer4 widths, one block each (layer4 only in EmbedMask's).
 TRUNK = dict(stem_width=8, widths=(4, 8, 16, 32), depths=(1, 1, 1, 1))

@@ -4,7 +4,9 @@ Shared layers (data/, models/, train/, evaluation/, inference/ and the small
 top-level helpers) are what every family builds on; the families
 (deepmask_jax/families/<name>/) sit above them; the entry points (CLIs,
 config schema, weight conversion) and the registry sit on top and may import
-any family. Imports inside functions count too.
+any family. The reference helpers of deepmask_jax/testing/ sit there too, but
+only tests and experiments/ import them; experiments import nothing from
+tests/. Imports inside functions count too.
 """
 
 import ast
@@ -18,7 +20,9 @@ FAMILIES = 'deepmask_jax.families'
 # Modules allowed to name families: the registry and entry points above them.
 TOP = ('deepmask_jax.families', 'deepmask_jax.main', 'deepmask_jax.run',
        'deepmask_jax.evaluate', 'deepmask_jax.propose', 'deepmask_jax.viewer',
-       'deepmask_jax.config_schema', 'deepmask_jax.convert')
+       'deepmask_jax.config_schema', 'deepmask_jax.convert',
+       'deepmask_jax.testing')
+TESTING = 'deepmask_jax.testing'
 
 
 def module_name(path) -> str:
@@ -26,8 +30,8 @@ def module_name(path) -> str:
   return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
 
 
-def imported_modules(path) -> set:
-  """Dotted names of the deepmask_jax modules (and names) a file imports."""
+def imported_modules(path, prefix: str = 'deepmask_jax') -> set:
+  """Dotted names of the `prefix` modules (and names) a file imports."""
   name = module_name(path)
   package = name if path.name == '__init__.py' else name.rpartition('.')[0]
   found = set()
@@ -40,7 +44,7 @@ def imported_modules(path) -> set:
         parent = package.split('.')[:len(package.split('.')) - node.level + 1]
         base = '.'.join(parent + ([base] if base else []))
       found.update(f'{base}.{alias.name}' for alias in node.names)
-  return {m for m in found if m.startswith('deepmask_jax')}
+  return {m for m in found if m.split('.')[0] == prefix}
 
 
 def family_of(module: str):
@@ -86,3 +90,18 @@ def test_a_family_imports_no_other_family(path):
   registry = [m for m in imported if m.rpartition('.')[0] == FAMILIES
               and m.rpartition('.')[2] not in ('base', own)]
   assert not others + registry, f'{module_name(path)} imports {others + registry}'
+
+
+@pytest.mark.parametrize('path', [p for p in MODULES
+                                  if not module_name(p).startswith(TESTING)],
+                         ids=module_name)
+def test_production_code_imports_no_testing_helper(path):
+  wrong = sorted(m for m in imported_modules(path) if m.startswith(TESTING))
+  assert not wrong, f'{module_name(path)} imports {wrong}'
+
+
+@pytest.mark.parametrize('path', sorted((REPO / 'experiments').glob('*.py')),
+                         ids=lambda p: p.name)
+def test_experiments_import_nothing_from_tests(path):
+  wrong = sorted(imported_modules(path, 'tests'))
+  assert not wrong, f'experiments/{path.name} imports {wrong}'

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .t7_writer import write_t7
+from deepmask_jax.testing.t7_writer import write_t7
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ import pytest
 from deepmask_jax.convert import read_t7
 from deepmask_jax.convert.__main__ import run
 from deepmask_jax.models.store import load_model
-
-from . import embedmask_reference
-from . import pth_writer
-from . import torch_trees as trees
+from deepmask_jax.testing import pth_writer
+from deepmask_jax.testing import embedmask_reference
+from deepmask_jax.testing import torch_trees as trees
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GEOMETRY = trees.Geometry()

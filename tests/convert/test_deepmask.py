@@ -6,10 +6,9 @@ import pytest
 
 from deepmask_jax.convert import ConversionError, read_t7
 from deepmask_jax.families import build_model
-
-from . import torch_reference as reference
-from . import torch_trees as trees
-from .compare import apply_model, patch_errors
+from deepmask_jax.testing import torch_trees as trees
+from deepmask_jax.testing import torch_reference as reference
+from deepmask_jax.testing.compare import apply_model, patch_errors
 
 GEOMETRY = trees.Geometry()
 WINDOW = GEOMETRY.object_window + 32  # wSz: the patch side.

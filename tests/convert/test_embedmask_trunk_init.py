@@ -7,9 +7,8 @@ import pytest
 from deepmask_jax.convert import read_t7
 from deepmask_jax.families import get_family
 from deepmask_jax.models.store import save_model
+from deepmask_jax.testing import torch_trees as trees
 from tests.families.embedmask.test_family import tiny_embedmask_config
-
-from . import torch_trees as trees
 
 GEOMETRY = trees.Geometry()
 

@@ -8,11 +8,10 @@ import pytest
 
 from deepmask_jax.convert import convert_t7
 from deepmask_jax.models.store import load_model
-
-from . import torch_reference as reference
-from . import torch_trees as trees
-from .compare import trunk_errors
-from .t7_writer import write_t7
+from deepmask_jax.testing import torch_trees as trees
+from deepmask_jax.testing import torch_reference as reference
+from deepmask_jax.testing.compare import trunk_errors
+from deepmask_jax.testing.t7_writer import write_t7
 
 RESNET50 = trees.Geometry(stem=64, widths=(64, 128, 256), depths=(3, 4, 6))
 # Reference section 1.3: conv weights through layer3 plus their biases, and

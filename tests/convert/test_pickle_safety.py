@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from deepmask_jax.convert.__main__ import run
-
-from . import embedmask_reference as reference
-from . import pth_writer
-from .pth_writer import Global, Reduce
+from deepmask_jax.testing import embedmask_reference as reference
+from deepmask_jax.testing import pth_writer
+from deepmask_jax.testing.pth_writer import Global, Reduce
 
 GEOMETRY = reference.Geometry()
 

@@ -9,14 +9,15 @@ import pytest
 from deepmask_jax import evaluate, families
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.convert import ConversionError, convert, read_weights
-from deepmask_jax.models import Trunk
 from deepmask_jax.families.embedmask.model import EmbedMask
+from deepmask_jax.models import Trunk
+from deepmask_jax.testing import embedmask_reference as reference
+from deepmask_jax.testing import pth_writer
+from deepmask_jax.testing.compare import embedmask_errors
+from deepmask_jax.testing.pth_writer import maskrcnn_checkpoint
+from deepmask_jax.testing.torch_reference import relative_error
 from deepmask_jax.train.initialization import with_pretrained_trunk
 from tests.families.embedmask.test_family import tiny_embedmask_config
-
-from . import embedmask_reference as reference
-from . import pth_writer
-from .torch_reference import relative_error
 
 GEOMETRY = reference.Geometry()
 HEIGHT, WIDTH = 64, 96
@@ -28,54 +29,11 @@ def _images(seed=0, batch=1):
   return np.random.default_rng(seed).normal(size=(batch, 3, HEIGHT, WIDTH))
 
 
-def _flat(per_level):
-  """[B, C, H_l, W_l] per level -> [B, L, C] (our location order)."""
-  return np.concatenate([x.reshape(x.shape[0], x.shape[1], -1)
-                         .transpose(0, 2, 1) for x in per_level], axis=1)
-
-
-_COMPILED = {}
-
-
-def _apply(config, variables, images_nchw):
-  """The model of `config` on the images, compiled once per geometry (the
-  tests share one: op-by-op dispatch, or a compile per test, is slow)."""
-  key = config.to_json()
-  if key not in _COMPILED:
-    _COMPILED[key] = jax.jit(families.build_model(config).apply)
-  return _COMPILED[key](variables, jnp.asarray(images_nchw.transpose(
-      0, 2, 3, 1), jnp.float32))
-
-
-def embedmask_errors(conversion, state, images, version=3,
-                     geometry=GEOMETRY) -> dict:
-  """Relative error of every output of the converted model."""
-  ours = _apply(conversion.config, conversion.variables, images)
-  theirs = reference.embedmask_forward(state, images, geometry,
-                                       version=version)
-  errors = {name: relative_error(ours[name], _flat(theirs[name]))
-            for name in ('cls_logits', 'box_regression', 'proposal_embedding',
-                         'proposal_margin')}
-  errors['centerness'] = relative_error(ours['centerness'],
-                                        _flat(theirs['centerness'])[..., 0])
-  errors['pixel_embedding'] = relative_error(
-      ours['pixel_embedding'], theirs['pixel_embedding'].transpose(0, 2, 3, 1))
-  return errors
-
-
-def _checkpoint(state):
-  """maskrcnn-benchmark's Checkpointer dict, saved from a DDP model."""
-  return {'model': {f'module.{k}': v for k, v in state.items()},
-          'optimizer': {'state': {}, 'param_groups': [{'lr': 0.01}]},
-          'scheduler': {'last_epoch': 89999, 'milestones': [60000, 80000]},
-          'iteration': 90000}
-
-
 @pytest.mark.parametrize('container', ['zip', 'legacy'])
 def test_embedmask_matches_pytorch_modules(tmp_path, container):
   state = reference.embedmask_state(GEOMETRY, seed=1)
   path = str(tmp_path / f'{container}.pth')
-  WRITERS[container](path, _checkpoint(state))
+  WRITERS[container](path, maskrcnn_checkpoint(state))
   conversion = read_weights(path)
   assert conversion.kind == 'embedmask'
   config = conversion.config
@@ -153,7 +111,7 @@ def test_bad_state_dict_names_the_key(tmp_path, damage, message):
 def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   state = reference.embedmask_state(GEOMETRY, seed=5)
   path, out = str(tmp_path / 'em.pth'), str(tmp_path / 'em')
-  pth_writer.write_legacy(path, _checkpoint(state))
+  pth_writer.write_legacy(path, maskrcnn_checkpoint(state))
   convert(path, out)
   family, model, variables, config = families.load(out)
   assert family.name == 'embedmask' and isinstance(model, EmbedMask)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from deepmask_jax.convert import ConversionError, read_t7
-
-from . import torch_reference as reference
-from . import torch_trees as trees
-from .compare import trunk_errors
+from deepmask_jax.testing import torch_trees as trees
+from deepmask_jax.testing import torch_reference as reference
+from deepmask_jax.testing.compare import trunk_errors
 
 GEOMETRY = trees.Geometry()
 STYLES = {

@@ -5,8 +5,8 @@ import pytest
 
 from deepmask_jax.convert.errors import ConversionError
 from deepmask_jax.convert.t7_file import load_t7
-
-from .t7_writer import LuaFunction, Tensor, TorchObject, write_t7
+from deepmask_jax.testing.t7_writer import (LuaFunction, Tensor, TorchObject,
+                                             write_t7)
 
 
 def test_views_become_contiguous_copies(tmp_path):

@@ -3,7 +3,8 @@
 import numpy as np
 import torchfile
 
-from .t7_writer import LuaFunction, Storage, Tensor, TorchObject, write_t7
+from deepmask_jax.testing.t7_writer import (LuaFunction, Storage, Tensor,
+                                             TorchObject, write_t7)
 
 
 def test_values_tables_and_shared_objects_read_back(tmp_path):

@@ -7,8 +7,7 @@ import torchfile
 from deepmask_jax.convert.errors import ConversionError
 from deepmask_jax.convert.t7_file import load_t7
 from deepmask_jax.convert.torch_tree import Node, describe_tree
-
-from .t7_writer import Storage, TorchObject, write_t7
+from deepmask_jax.testing.t7_writer import Storage, TorchObject, write_t7
 
 
 def _sequential_file(tmp_path):

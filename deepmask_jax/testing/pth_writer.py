@@ -202,3 +202,11 @@ def write_detectron_pkl(path, blobs: dict, wrap: bool = True) -> None:
       {'blobs': blobs} if wrap else blobs)
   with open(path, 'wb') as f:
     f.write(buffer.getvalue())
+
+
+def maskrcnn_checkpoint(state: dict) -> dict:
+  """maskrcnn-benchmark's Checkpointer dict, saved from a DDP model."""
+  return {'model': {f'module.{k}': v for k, v in state.items()},
+          'optimizer': {'state': {}, 'param_groups': [{'lr': 0.01}]},
+          'scheduler': {'last_epoch': 89999, 'milestones': [60000, 80000]},
+          'iteration': 90000}

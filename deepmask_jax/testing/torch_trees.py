@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from .t7_writer import Storage, Tensor, TorchObject
+from deepmask_jax.testing.t7_writer import Storage, Tensor, TorchObject
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from .t7_writer import Storage, Tensor, TorchObject
+from deepmask_jax.testing.t7_writer import Storage, Tensor, TorchObject
 
 
 def _array(value) -> np.ndarray:
