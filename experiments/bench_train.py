@@ -9,7 +9,9 @@ runs on the device machine too), alternating mask and score batches as
 of --dtypes (float32 and bfloat16 by default; `config.dtype` is ignored) in
 one run and prints, per dtype, compile time and steady-state patches/s
 overall and per head, then the bf16/float32 speed ratio. Any other config
-field can be overridden: --config.batch_size=64.
+field can be overridden: --config.batch_size=64. --conv_forms=cpu traces the
+convs in the CPU's speed forms on any backend (models/convolution.py), to
+time them against XLA's own conv on a GPU.
 """
 
 import time
@@ -21,12 +23,15 @@ from ml_collections import config_flags
 
 from deepmask_jax.families import get_family
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
+from deepmask_jax.models import convolution
 from deepmask_jax.train.trainer import setup
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.')
 flags.DEFINE_integer('steps', 10, 'Timed steps (after one warm-up per head).')
 flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
+flags.DEFINE_enum('conv_forms', 'backend', ['backend', 'cpu'],
+                  "Conv forms: the running backend's, or the CPU's.")
 flags.mark_flags_as_required(['config'])
 
 
@@ -73,8 +78,10 @@ def main(argv):
   if config.model == 'sharpmask':
     raise app.UsageError('benchmark DeepMask configs (SharpMask needs a '
                          'trained DeepMask checkpoint)')
+  forms = (jax.default_backend() if FLAGS.conv_forms == 'backend'
+           else FLAGS.conv_forms)
   print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()} '
-        f'({jax.default_backend()})')
+        f'({jax.default_backend()}), conv forms of {forms}')
   print(f'model: {config.model}, trunk widths {tuple(config.trunk.widths)} '
         f'depths {tuple(config.trunk.depths)}, patch '
         f'{patch_side(config)} px, batch {config.batch_size}, '
@@ -82,7 +89,8 @@ def main(argv):
   rates = {}
   for dtype in FLAGS.dtypes:
     config.dtype = dtype
-    figures = measure(config, FLAGS.steps)
+    with convolution.forms_of(forms):  # The step is traced in measure.
+      figures = measure(config, FLAGS.steps)
     rates[dtype] = figures['mixed']
     heads = ', '.join(f'{head} batches {rate:.1f}'
                       for head, rate in figures['per_head'].items())

@@ -3,7 +3,7 @@
 Layouts: activations NHWC, kernels HWIO. Every conv here holds exactly the
 variables of `flax.linen.Conv` ('kernel' [k, k, C, O], 'bias' [O]), so
 variable trees, checkpoints and converted weights do not depend on the form.
-`Conv` picks the form from the shape:
+On the CPU backend `Conv` picks the form from the shape:
   * 1 x 1 kernels (any stride): a matmul over channels (`channel_matmul`);
   * large kernels (k >= LARGE_KERNEL) at stride 1: over an input of exactly
     one window (DeepMask's 10 x 10 embedding on training patches) one
@@ -15,10 +15,15 @@ variable trees, checkpoints and converted weights do not depend on the form.
   * the rest (the trunk's 3 x 3 and 7 x 7 convs): `lax.conv_general_dilated`.
 Why: on XLA's CPU backend the alternatives are 3-25x faster than its
 convolution for those shapes, gradients above all (experiments/README.md,
-"CPU speed"); on accelerators they are plain matmuls.
+"CPU speed"). On other backends (GPU, TPU) those forms are unmeasured, so
+every conv there is XLA's own `lax.conv_general_dilated` (the upsampled-input
+conv on the upsampled map) until a measurement on that backend says
+otherwise: experiments/device_check.sh times both (`forms_of('cpu')`).
+The backend is jax.default_backend() when the conv is traced.
 Matmul forms accumulate in float32 whatever `dtype` is.
 """
 
+import contextlib
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -26,8 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepmask_jax.models.layers import torch_default_init
+from deepmask_jax.models.layers import torch_default_init, upsample_nearest_2x
 
+# Backends on which the speed forms were measured faster than XLA's conv.
+SPEED_FORM_BACKENDS = ('cpu',)
+_forced_backend: Optional[str] = None
 # Smallest kernel side computed as column shifts + matmuls at stride 1.
 LARGE_KERNEL = 5
 PADDINGS = ('symmetric', 'zero')
@@ -53,6 +61,24 @@ BLOCK_TAPS = _block_taps()
 # PHASE_TAPS[p, t, d] = 1 where kernel row d lands on row offset t - 1.
 PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
                        [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+def backend() -> str:
+  """The backend convs are traced for: jax.default_backend(), or the one a
+  surrounding `forms_of` names."""
+  return _forced_backend or jax.default_backend()
+
+
+@contextlib.contextmanager
+def forms_of(name: str):
+  """Convs traced inside take the forms of backend `name` ('cpu', 'gpu',
+  'tpu'), e.g. the CPU forms on a GPU, to time both there."""
+  global _forced_backend
+  previous, _forced_backend = _forced_backend, name
+  try:
+    yield
+  finally:
+    _forced_backend = previous
 
 
 @jax.custom_vjp
@@ -174,8 +200,9 @@ class Conv(nn.Module):
   [B, H, W, C] -> [B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, features];
   the variables of `nn.Conv(features, (k, k), (s, s), ((p, p), (p, p)))`.
   With `upsampled` (3x3, stride 1), the conv reads the nearest-2x upsampled
-  input, [B, 2H + 2p - 2, 2W + 2p - 2, features], computed by `phase_conv`
-  without building the upsampled map.
+  input: [B, 2(H + 2p - 2), 2(W + 2p - 2), features], the VALID conv of
+  upsample(x padded by p) cropped by 1 (on CPU by `phase_conv`, without
+  building the upsampled map).
   """
   features: int
   kernel: int
@@ -189,30 +216,37 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    k, channels = self.kernel, x.shape[-1]
+    k, pad = self.kernel, self.padding
+    batch, height, width, channels = x.shape
     kernel = self.param('kernel', self.kernel_init,
                         (k, k, channels, self.features))
     bias = (self.param('bias', self.bias_init, (self.features,))
             if self.use_bias else None)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if k == 1 and self.padding == 0 and not self.upsampled:
+    form = self.form(channels, height + 2 * pad, width + 2 * pad)
+    if form == 'matmul':
       # The bias goes into the matmul: its gradient is one too (see there).
       y = channel_matmul(x[:, ::self.stride, ::self.stride], kernel[0, 0],
                          bias)
     else:
-      y = self._convolve(x, kernel)
+      y = self._convolve(x, kernel, form)
       y = y if bias is None else y + bias
     return y.astype(self.dtype)
 
-  def _form(self, channels: int, height: int, width: int) -> str:
-    """How to compute this conv on a padded height x width input (module
-    doc): 'phase', 'block', 'lax', 'window' or 'columns'."""
+  def form(self, channels: int, height: int, width: int) -> str:
+    """How to compute this conv on a padded height x width input on the
+    tracing backend (module doc): 'lax' or 'upsampled_lax' off the CPU; on
+    it 'matmul', 'phase', 'block', 'lax', 'window' or 'columns'."""
     k, stride = self.kernel, self.stride
+    if self.upsampled and (k, stride) != (3, 1):
+      raise ValueError(f'an upsampled input needs a 3x3 stride-1 conv, got '
+                       f'{k}x{k} stride {stride}')
+    if backend() not in SPEED_FORM_BACKENDS:
+      return 'upsampled_lax' if self.upsampled else 'lax'
     if self.upsampled:
-      if (k, stride) != (3, 1):
-        raise ValueError(f'an upsampled input needs a 3x3 stride-1 conv, got '
-                         f'{k}x{k} stride {stride}')
       return 'phase'
+    if k == 1 and self.padding == 0:
+      return 'matmul'
     if ((k, stride) == (3, 1) and channels * self.features <= BLOCK_CHANNELS
         and height % 2 == 0 and width % 2 == 0):
       return 'block'
@@ -220,23 +254,28 @@ class Conv(nn.Module):
       return 'lax'
     return 'window' if (height, width) == (k, k) else 'columns'
 
-  def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """The conv without bias, in the form its shape runs fastest."""
+  def _convolve(self, x: jax.Array, kernel: jax.Array, form: str) -> jax.Array:
+    """The conv without bias, in the form `form`."""
     pad = self.padding
-    batch, height, width, channels = x.shape
-    form = self._form(channels, height + 2 * pad, width + 2 * pad)
     if form == 'lax':  # XLA pads inside the conv: no padded copy.
       return jax.lax.conv_general_dilated(
           x, kernel, (self.stride,) * 2, ((pad, pad), (pad, pad)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    if form == 'upsampled_lax':
+      # upsample(padded by 1) cropped by 1 = upsample(map) padded by 1, for
+      # zero and edge padding alike (phase_conv).
+      upsampled = upsample_nearest_2x(padded)[:, 1:-1, 1:-1]
+      return jax.lax.conv_general_dilated(
+          upsampled, kernel, (1, 1), 'VALID',
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if form == 'phase':
       return phase_conv(padded, kernel)
     if form == 'block':
       return block_conv(padded, kernel)
     if form == 'window':
-      size = self.kernel * self.kernel * channels
-      return channel_matmul(padded.reshape(batch, 1, 1, size),
+      size = self.kernel * self.kernel * x.shape[-1]
+      return channel_matmul(padded.reshape(x.shape[0], 1, 1, size),
                             kernel.reshape(size, self.features), None)
     return column_shift_conv(padded, kernel)
 

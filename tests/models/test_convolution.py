@@ -1,6 +1,8 @@
 """Every form of `Conv` computes what `nn.Conv` computes, values and gradients,
 from the same variables (the upsampled-input form what the conv of the
-upsampled map computes); and the stem's max pool is `nn.max_pool`."""
+upsampled map computes), with the CPU's speed forms and with XLA's conv (the
+forms of GPU and TPU, run here on the CPU); each backend gets its forms; and
+the stem's max pool is `nn.max_pool`."""
 
 import flax.linen as nn
 import jax
@@ -8,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deepmask_jax.models import convolution
 from deepmask_jax.models.convolution import Conv, PaddedConv, channel_matmul
 from deepmask_jax.models.layers import (max_pool_3x3_stride2,
                                         upsample_nearest_2x)
@@ -19,6 +22,35 @@ from deepmask_jax.models.layers import (max_pool_3x3_stride2,
 FORMS = [(1, 1, 0, 7, 9), (1, 2, 0, 7, 9), (3, 1, 1, 7, 9), (7, 2, 3, 11, 12),
          (3, 1, 1, 8, 10), (3, 1, 0, 6, 12), (5, 1, 0, 5, 5), (5, 1, 0, 9, 12),
          (5, 1, 2, 6, 8)]
+CPU_FORMS = ['matmul', 'matmul', 'lax', 'lax', 'block', 'block', 'window',
+             'columns', 'columns']
+BACKENDS = ['cpu', 'gpu', 'tpu']
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+  """Convs traced in the test take the forms of this backend name."""
+  monkeypatch.setattr(jax, 'default_backend', lambda: request.param)
+  return request.param
+
+
+def _form(kernel, stride, padding, height, width, upsampled=False):
+  conv = Conv(6, kernel, stride, padding, upsampled=upsampled)
+  return conv.form(4, height + 2 * padding, width + 2 * padding)
+
+
+def test_each_backend_gets_its_forms(backend):
+  expected = CPU_FORMS if backend == 'cpu' else ['lax'] * len(FORMS)
+  assert [_form(*shape) for shape in FORMS] == expected
+  assert _form(3, 1, 1, 5, 7, upsampled=True) == (
+      'phase' if backend == 'cpu' else 'upsampled_lax')
+
+
+def test_forms_of_names_the_backend_whose_forms_are_traced(monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  with convolution.forms_of('cpu'):
+    assert [_form(*shape) for shape in FORMS] == CPU_FORMS
+  assert _form(*FORMS[0]) == 'lax'
 
 
 def _flax_conv(kernel, stride, padding):
@@ -28,8 +60,9 @@ def _flax_conv(kernel, stride, padding):
 
 
 @pytest.mark.parametrize('kernel,stride,padding,height,width', FORMS)
-def test_conv_equals_flax_conv_and_its_gradients(kernel, stride, padding,
-                                                 height, width):
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'], indirect=True)
+def test_conv_equals_flax_conv_and_its_gradients(backend, kernel, stride,
+                                                 padding, height, width):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, 4))
   reference = _flax_conv(kernel, stride, padding)
   variables = reference.init(jax.random.PRNGKey(1), x)
@@ -89,7 +122,8 @@ def test_stem_max_pool_equals_flax_max_pool(height, width):
 
 
 @pytest.mark.parametrize('padding', ['symmetric', 'zero'])
-def test_upsampled_conv_equals_the_conv_of_the_upsampled_map(padding):
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'], indirect=True)
+def test_upsampled_conv_equals_the_conv_of_the_upsampled_map(backend, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
   ours = PaddedConv(4, 3, padding=padding, upsampled=True)
   plain = PaddedConv(4, 3, padding=padding)
