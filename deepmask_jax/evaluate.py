@@ -66,7 +66,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     print(evaluated_line(workdir, step), flush=True)
   out_dir = os.path.join(workdir, f'eval_{config.data.name}')
   results = {'step': step,
-             **family.evaluate(model, variables, config, out_dir)}
+             **family.evaluate(config, model, variables, out_dir)}
   if primary:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:

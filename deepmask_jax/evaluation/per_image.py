@@ -126,7 +126,8 @@ def evaluate_per_image(generator, ground_truth: GroundTruth, out_dir: str,
   """Proposals for a COCO split and their AR (and AP for class-aware models).
 
   Args:
-    generator: a `ProposalGenerator` or `InstanceSegmenter` (inference/).
+    generator: an inference.predictor.Predictor (e.g. ProposalGenerator,
+      InstanceSegmenter).
     ground_truth: the split, checked and indexed by load_ground_truth before
       any image is read (it holds the images' folder).
     out_dir: where the results and metrics JSON go.

@@ -67,8 +67,8 @@ class PredictionImages:
   later calls only swap in the new variables.
 
   Args:
-    make_predictor: variables -> a predictor (`propose_encoded`,
-      `categories`, a `variables` attribute), e.g. family.predictor.
+    make_predictor: variables -> an inference.predictor.Predictor, e.g.
+      built by family.predictor.
     images: {name: [H, W, 3] uint8}.
   """
 

@@ -6,7 +6,8 @@
 Each family is a package (families/deepmask/, families/embedmask/) that
 imports the shared layers and no other family; the shared layers import no
 family. A family is loaded on first use, so importing one of its light
-modules (say its config defaults) does not load every family.
+modules (say its config defaults) does not load every family. Adding a
+family is a package and one REGISTRY line: docs/adding_a_family.md.
 """
 
 import importlib
@@ -50,4 +51,4 @@ def load(path: str):
 def predictor_from_path(path: str, **overrides):
   """The family's inference object for a model directory or training workdir."""
   family, model, variables, config = load(path)
-  return family.predictor(model, variables, config, **overrides)
+  return family.predictor(config, model, variables, **overrides)

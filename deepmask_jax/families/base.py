@@ -6,7 +6,8 @@ per-device losses and optimisation, how it is validated during training and
 evaluated afterwards, which figure ranks its checkpoints, and its inference.
 The trainer (deepmask_jax/train/trainer.py), the data-parallel wrapper,
 checkpointing, `main`, checkpoint evaluation (deepmask_jax/evaluate.py) and
-the image CLI (deepmask_jax/propose.py) call only these methods.
+the image CLI (deepmask_jax/propose.py) call only these methods. Every
+method takes the config first, then the model, then what it works on.
 
 Families sit at the top of the import graph (they use train/, evaluation/
 and inference/); the layers below never import them. TensorFlow is imported
@@ -15,10 +16,17 @@ only inside the batch-source methods.
 
 import abc
 import os
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 from deepmask_jax.evaluation.prediction_images import DRAWN as PREDICTIONS_DRAWN
 from deepmask_jax.evaluation.prediction_images import prediction_images
+from deepmask_jax.inference.predictor import Predictor
+
+# variables -> flat dict of scalar figures (a validation pass).
+Validator = Callable[[dict], dict]
+# Global batch dict -> the device arrays a validation pass reads (sharded over
+# the training mesh), or None: evaluate on the default device, unsharded.
+Shard = Optional[Callable[[dict], dict]]
 
 
 class Family(abc.ABC):
@@ -76,8 +84,9 @@ class Family(abc.ABC):
     """Training steps of the whole schedule."""
 
   @abc.abstractmethod
-  def validator(self, config, model, parallel, source) -> Callable:
-    """variables -> flat dict of scalar figures, on `source(config)`."""
+  def validator(self, config, model, source, shard: Shard) -> Validator:
+    """variables -> flat dict of scalar figures, on `source(config)`; batches
+    go to the devices through `shard` (DataParallel.evaluation_shard)."""
 
   def validation_images(self, config, source) -> tuple:
     """(COCO json, image folder) of the validation images; `source` is what
@@ -93,7 +102,7 @@ class Family(abc.ABC):
     return prediction_images(
         config.get('tensorboard_images', 0),
         *self.validation_images(config, source),
-        lambda variables: self.predictor(model, variables, config,
+        lambda variables: self.predictor(config, model, variables,
                                          num_proposals=PREDICTIONS_DRAWN))
 
   @abc.abstractmethod
@@ -101,9 +110,10 @@ class Family(abc.ABC):
     """Orders validated checkpoints (higher is better) for the 'best' slot."""
 
   @abc.abstractmethod
-  def evaluate(self, model, variables, config, out_dir: str) -> dict:
+  def evaluate(self, config, model, variables, out_dir: str) -> dict:
     """`--config.mode=eval`: the standard figures of a trained model."""
 
   @abc.abstractmethod
-  def predictor(self, model, variables, config, **overrides):
-    """Inference on images: an object with `categories` and `propose_encoded`."""
+  def predictor(self, config, model, variables, **overrides) -> Predictor:
+    """Inference on images (inference/predictor.py); `overrides` change
+    inference settings, e.g. num_proposals (results per image)."""

@@ -103,6 +103,16 @@ class DataParallel:
     return {k: jax.make_array_from_process_local_data(self.sharded, v)
             for k, v in arrays.items()}
 
+  @property
+  def evaluation_shard(self):
+    """Global batch -> arrays sharded over the mesh, for evaluation passes;
+    None under pmap, whose state lives on one device: evaluate there."""
+    if self.parallel == 'pmap':
+      return None
+    return lambda batch: {
+        k: jax.make_array_from_process_local_data(self.sharded, v)
+        for k, v in batch.items()}
+
   def step(self, state, batch: dict, head: str):
     """One step of the given head (the family tells it from the batch)."""
     if head not in self._steps:

@@ -124,7 +124,8 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
     model, parallel, state = _start(config, family, checkpoints)
     start, end = int(state.step), family.total_steps(config)
     eval_source = eval_source or family.validation_batches
-    validate_fn = family.validator(config, model, parallel, eval_source)
+    validate_fn = family.validator(config, model, eval_source,
+                                   parallel.evaluation_shard)
     batches = _training_batches(train_source or family.train_batches, config,
                                 start)
     writer = MetricWriter(workdir, end, config.batch_size, start,

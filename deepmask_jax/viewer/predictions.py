@@ -33,6 +33,7 @@ from deepmask_jax.evaluation.categories import (CategoryCheck,
 from deepmask_jax.evaluation.results_json import proposal_results
 from deepmask_jax.inference.images import read_image
 from deepmask_jax.inference.overlay import palette
+from deepmask_jax.inference.predictor import Predictor
 
 IMAGE_ID = 1  # The one image of a downloaded results file.
 KEPT_IMAGES = 8  # Images (and their results) held in memory, newest kept.
@@ -47,7 +48,7 @@ class ViewerModel:
   """One --model: its predictor and how the page names it."""
   name: str  # The directory's name, as the panel shows it.
   family: str
-  predictor: object  # ProposalGenerator or InstanceSegmenter.
+  predictor: Predictor  # ProposalGenerator or InstanceSegmenter.
   categories: CategoryCheck
   calls: int = 0  # Network calls made so far.
 
@@ -60,7 +61,7 @@ def load_models(paths, **overrides) -> list[ViewerModel]:
   models = []
   for path in paths:
     family, model, variables, config = families.load(path)
-    predictor = family.predictor(model, variables, config, **overrides)
+    predictor = family.predictor(config, model, variables, **overrides)
     name = os.path.basename(os.path.normpath(path))
     models.append(ViewerModel(name, family.name, predictor,
                               check_output_categories(predictor)))

@@ -60,3 +60,15 @@ def test_training_moves_only_the_groups_of_the_batch_head(eight_devices):
   assert max_difference(before['score_out'], after['score_out']) == 0.0
   assert max_difference(before['mask_head'], after['mask_head']) > 0.0
   assert max_difference(before['trunk'], after['trunk']) > 0.0
+
+
+def test_evaluation_shard_spreads_a_batch_over_the_mesh_and_none_under_pmap():
+  config = small_config()
+  _, runner, _ = setup(config, get_family('deepmask'))
+  batch = patch_batches(config).__next__()
+  sharded = runner.evaluation_shard({'image': batch['image']})['image']
+  assert sharded.sharding == runner.sharded
+  assert sharded.shape == batch['image'].shape
+  config.parallel = 'pmap'
+  _, runner, _ = setup(config, get_family('deepmask'))
+  assert runner.evaluation_shard is None

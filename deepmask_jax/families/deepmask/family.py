@@ -100,20 +100,15 @@ class DeepMaskFamily(Family):
   def total_steps(self, config) -> int:
     return int(config.num_epochs) * int(config.maxload)
 
-  def validator(self, config, model, parallel, source):
-    def shard(batch):
-      return {k: jax.make_array_from_process_local_data(parallel.sharded, v)
-              for k, v in batch.items()}
-    # pmap's state lives on one device: evaluate there, unsharded.
-    evaluator = PerPatchEvaluator(
-        model, shard=None if parallel.parallel == 'pmap' else shard)
+  def validator(self, config, model, source, shard):
+    evaluator = PerPatchEvaluator(model, shard=shard)
     return lambda variables: evaluator.run(
         variables, map(process_slice, source(config)))
 
   def rank(self, figures: dict) -> tuple:
     return (figures['iou_0.7'], figures.get('mean', 0.0))
 
-  def evaluate(self, model, variables, config, out_dir: str) -> dict:
+  def evaluate(self, config, model, variables, out_dir: str) -> dict:
     from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
     ensure_synthetic(config.data)
     root = config.data.root
@@ -140,13 +135,13 @@ class DeepMaskFamily(Family):
       results['per_patch'] = figures
     if config.evaluation.per_image:
       results['per_image'] = evaluate_per_image(
-          self.predictor(model, variables, config,
+          self.predictor(config, model, variables,
                          num_proposals=config.evaluation.num_proposals),
           ground_truth, out_dir,
           max_images=config.evaluation.max_images or None)
     return results
 
-  def predictor(self, model, variables, config, **overrides):
+  def predictor(self, config, model, variables, **overrides):
     return ProposalGenerator(model, variables, config, **overrides)
 
 

@@ -161,7 +161,8 @@ class EmbedMaskFamily(Family):
   def total_steps(self, config) -> int:
     return int(config.solver.max_iter)
 
-  def validator(self, config, model, parallel, source):
+  def validator(self, config, model, source, shard):
+    del shard  # Whole images, one at a time, through the segmenter.
     split = source(config)
     # Checked once, before training starts; the report is printed once.
     ground_truth = load_ground_truth(split.json_path, split.image_dir)
@@ -196,18 +197,18 @@ class EmbedMaskFamily(Family):
   def rank(self, figures: dict) -> tuple:
     return (figures['segm_AP'], figures['bbox_AP'])
 
-  def evaluate(self, model, variables, config, out_dir: str) -> dict:
+  def evaluate(self, config, model, variables, out_dir: str) -> dict:
     from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
     ensure_synthetic(config.data)
     root = config.data.root
-    predictor = self.predictor(model, variables, config)
+    predictor = self.predictor(config, model, variables)
     ground_truth = load_ground_truth(
         os.path.join(root, config.data.val_json),
         os.path.join(root, config.data.val_images))
     return evaluate_per_image(predictor, ground_truth, out_dir,
                               max_images=config.evaluation.max_images or None)
 
-  def predictor(self, model, variables, config, **overrides):
+  def predictor(self, config, model, variables, **overrides):
     """An InstanceSegmenter; the image CLI's generic `num_proposals` (results
     per image) is its detections_per_image, and `zoom` is DeepMask's."""
     if 'num_proposals' in overrides:

@@ -165,5 +165,5 @@ def test_validation_split_of_other_categories_fails_before_training(
                                                      (2, 'b'), (5, 'c')])
   config = tiny_embedmask_config()
   with pytest.raises(DataError, match='categories differ.*ranked by AP'):
-    FAMILY.validator(config, None, None,
-                     lambda _: ValidationSplit(json_path, image_dir, 2))
+    FAMILY.validator(config, None,
+                     lambda _: ValidationSplit(json_path, image_dir, 2), None)

@@ -180,7 +180,7 @@ def test_tiny_embedmask_memorises_every_size_and_level(tmp_path):
   assert np.isfinite(float(metrics['loss']))
   variables = jax.device_get({'params': state.params,
                               'constants': state.constants})
-  figures = FAMILY.evaluate(model, variables, config, str(tmp_path / 'eval'))
+  figures = FAMILY.evaluate(config, model, variables, str(tmp_path / 'eval'))
   assert figures['num_images'] == len(IMAGES)
   assert figures['bbox']['AP'] >= 0.9, figures['bbox']
   for size in ('AP_small', 'AP_medium', 'AP_large'):  # P3 to P7 boxes alike.
