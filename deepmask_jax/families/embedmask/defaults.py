@@ -17,6 +17,7 @@ def embedmask_defaults() -> ml_collections.ConfigDict:
   cfg.embed_dim = 16  # D: 2 spatial + D - 2 free channels.
   cfg.fpn_channels = 256
   cfg.num_convs = 4  # Convs per head tower.
+  cfg.norm_groups = 32  # GroupNorm groups of the towers (gcd with the channels).
   cfg.strides = (8, 16, 32, 64, 128)  # P3..P7.
   cfg.prior_prob = 0.01
   cfg.prior_margin = 2.0  # Margin bias: P = 0.5 at embedding distance 2.

@@ -279,7 +279,8 @@ def embedmask_from_config(config) -> EmbedMask:
       depths=tuple(trunk.depths), expansion=trunk.expansion,
       stride_in_1x1=trunk.stride_in_1x1,
       trunk_norm=trunk.get('norm', 'frozen'), fpn_channels=cfg.fpn_channels,
-      num_convs=cfg.num_convs, strides=tuple(cfg.strides),
+      num_convs=cfg.num_convs, norm_groups=cfg.get('norm_groups', 32),
+      strides=tuple(cfg.strides),
       prior_prob=cfg.prior_prob, prior_margin=cfg.prior_margin,
       margin_reduce_factor=cfg.margin_reduce_factor,
       dtype=jnp.dtype(config.dtype))
