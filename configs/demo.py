@@ -46,6 +46,6 @@ def get_config():
   config.lr_boundaries_epochs = (6, 7)
   config.checkpoint_every_steps = 500
   config.eval_every_steps = 2000
-  config.eval_batches = 20
+  config.validation_images = 320  # 20 batches of 16 patches.
   config.log_every_steps = 50
   return config

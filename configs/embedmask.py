@@ -34,7 +34,7 @@ def get_config():
   config.optimizer = 'sgd'
   config.checkpoint_every_steps = 2500
   config.eval_every_steps = 10000
-  config.eval_batches = 500  # Validation images per validation pass.
+  config.validation_images = 500  # Per validation pass.
   config.log_every_steps = 20
   config.evaluation.max_images = 5000  # All of val2017.
   return config

@@ -11,6 +11,7 @@ import importlib.util
 import os
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from deepmask_jax.families.deepmask.defaults import inference_defaults
 from deepmask_jax.families.embedmask.defaults import (detection_defaults,
@@ -119,7 +120,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 3
   config.eval_every_steps = 8000  # The reference validates every 2nd epoch.
-  config.eval_batches = 200  # evalPerPatch: testmaxload batches.
+  # Validation size in images (DeepMask/SharpMask: patches, run as whole
+  # batches of batch_size: evalPerPatch's testmaxload 200 batches of 32).
+  config.validation_images = 6400
+  config.eval_batches = placeholder(int)  # Old name (config_renames.py).
   config.log_every_steps = 50
   # Val images whose predictions are drawn to TensorBoard at each validation
   # (family.prediction_images); 0 draws none.
@@ -131,13 +135,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Dense multi-scale proposals (deepmask_jax/families/deepmask/defaults.py).
   config.inference = inference_defaults()
+  config.inference.num_proposals = placeholder(int)  # Old name.
 
   # Evaluation of a checkpoint (`--config.mode=eval`): per patch (evalPerPatch)
   # and per image (proposals + COCOeval AR, useCats=0, maxDets 10/100/1000).
   config.evaluation = ml_collections.ConfigDict()
   config.evaluation.per_patch = True
   config.evaluation.per_image = True
-  config.evaluation.num_proposals = 1000
+  config.evaluation.results_per_image = 1000
+  config.evaluation.num_proposals = placeholder(int)  # Old name.
   config.evaluation.max_images = 5000  # The reference's "first 5k" val ids.
   config.evaluation.step = -1  # Checkpoint step; -1 = best validated, else latest.
 
@@ -149,6 +155,7 @@ def get_config() -> ml_collections.ConfigDict:
   # EmbedMask (reference_embedmask.md, V3 HEAD e9d6142). Its trunk is
   # config.trunk with four layers (configs/embedmask.py), zero padded.
   config.embedmask = embedmask_defaults()
+  config.embedmask.detections_per_image = placeholder(int)  # Old name.
   # Full-image detection batches (EmbedMask): resize, canvases, ground truth.
   config.detection = detection_defaults()
   # Solver of full-image families (EmbedMask): warmup, steps, bias factor.

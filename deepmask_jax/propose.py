@@ -139,7 +139,9 @@ def main(argv):
   paths = find_images(FLAGS.images)
   if not paths:
     raise app.UsageError(f'no image files found for --images={FLAGS.images}')
-  overrides = {name: getattr(FLAGS, name) for name in ('num_proposals', 'zoom')
+  # Flag -> the families' inference setting.
+  overrides = {setting: getattr(FLAGS, name) for name, setting in
+               (('num_proposals', 'results_per_image'), ('zoom', 'zoom'))
                if getattr(FLAGS, name) is not None}
   generator = families.predictor_from_path(FLAGS.model, **overrides)
   categories = check_output_categories(generator, FLAGS.categories)

@@ -97,7 +97,7 @@ def coco_pass(kind: str, args) -> dict:
   with tempfile.TemporaryDirectory() as out:
     figures = evaluate_per_image(
         ProposalGenerator(model, variables, config,
-                          num_proposals=args.num_proposals),
+                          results_per_image=args.num_proposals),
         load_ground_truth(
             os.path.join(args.coco_pass, 'annotations', 'instances_val2017.json'),
             os.path.join(args.coco_pass, 'val2017')), out)
@@ -161,7 +161,7 @@ def run(kind: str, args) -> dict:
   model, variables, config = make_model(kind, args)
   images = [benchmark_image(i) for i in range(args.images)]
   generator = lambda **settings: ProposalGenerator(
-      model, variables, config, num_proposals=args.num_proposals,
+      model, variables, config, results_per_image=args.num_proposals,
       encode_workers=args.encode_workers, **settings)
   before = per_image(generator(), images)
   after = [streamed(generator(images_per_call=n), images)

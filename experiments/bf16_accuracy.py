@@ -65,9 +65,8 @@ def per_patch_mean_iou(workdir: str, step: int, eval_batches: int) -> dict:
   from deepmask_jax.evaluation.per_patch import PerPatchEvaluator
   from deepmask_jax.families import build_model
   variables, config = checkpoint(workdir, step)
-  config.eval_batches = eval_batches
   return PerPatchEvaluator(build_model(config)).run(
-      variables, input_pipeline.eval_batches(config))
+      variables, input_pipeline.eval_batches(config, num_batches=eval_batches))
 
 
 def per_image_ar(workdir: str, step: int, dtype: str, max_images: int) -> dict:
@@ -79,7 +78,7 @@ def per_image_ar(workdir: str, step: int, dtype: str, max_images: int) -> dict:
   variables, config = checkpoint(workdir, step)
   config = with_dtype(config, dtype)
   generator = ProposalGenerator(build_model(config), variables, config,
-                                num_proposals=config.evaluation.num_proposals)
+                                results_per_image=config.evaluation.results_per_image)
   out_dir = os.path.join(workdir, f'eval_per_image_{dtype}')
   os.makedirs(out_dir, exist_ok=True)
   root = config.data.root

@@ -39,7 +39,7 @@ def with_curve_validation(config, points: int):
   """The config validating `points` times on the whole val split."""
   config.eval_every_steps = max(1, config.solver.max_iter // points)
   config.checkpoint_every_steps = config.eval_every_steps
-  config.eval_batches = config.evaluation.max_images
+  config.validation_images = config.evaluation.max_images
   return config
 
 

@@ -148,7 +148,7 @@ def main():
     with Image.open(args.image) as image:
       image_size = image.size
     state = ViewerState(load_models(args.model,
-                                    num_proposals=args.num_proposals))
+                                    results_per_image=args.num_proposals))
     height = window_height(args.width, len(args.model), image_size)
     page = browser(args.width, height)
   except (InputError, NoBrowser, OSError) as error:

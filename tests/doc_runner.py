@@ -71,8 +71,8 @@ def _tuple(values):
   return '(' + ','.join(map(str, values)) + ')'
 
 
-_SHORT = _flags(batch_size=2, eval_batches=1, **{
-    'evaluation.num_proposals': 10, 'evaluation.max_images': 2})
+_SHORT = _flags(batch_size=2, validation_images=1, **{
+    'evaluation.results_per_image': 10, 'evaluation.max_images': 2})
 _SYNTHETIC = _flags(**{'data.synthetic_train_images': 8,
                        'data.synthetic_val_images': 4,
                        'data.synthetic_image_size': 96})

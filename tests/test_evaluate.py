@@ -94,3 +94,19 @@ def test_failed_eval_leaves_no_empty_results_folder(tmp_path, tiny_embedmask):
     evaluate_checkpoint(eval_config(tmp_path / 'data', 'missing.json'),
                         str(model_dir))
   assert not os.path.exists(model_dir / 'eval_tiny')
+
+
+def test_a_workdir_saved_with_old_config_names_evaluates(
+    tmp_path, tiny_embedmask, capsys):
+  write_tiny_split(tmp_path / 'data', [(1, 'a'), (2, 'b')])
+  variables, config = tiny_embedmask
+  old = config.to_dict()
+  old['embedmask']['detections_per_image'] = old['embedmask'].pop(
+      'results_per_image')
+  old['eval_batches'] = old.pop('validation_images')
+  save_steps(tmp_path / 'run', variables, type(config)(old), {2: 0.1})
+  results = evaluate_checkpoint(eval_config(tmp_path / 'data'),
+                                str(tmp_path / 'run'))
+  assert results['step'] == 2
+  assert ('embedmask.detections_per_image -> embedmask.results_per_image'
+          in capsys.readouterr().out)

@@ -34,7 +34,7 @@ def main(workdir, data_root, *overrides, config='configs/demo.py'):
       f'--config.data.root={data_root}', *SMALL_SYNTHETIC,
       '--config.maxload=4', '--config.num_epochs=1',
       '--config.eval_every_steps=4', '--config.checkpoint_every_steps=2',
-      '--config.log_every_steps=2', '--config.eval_batches=1',
+      '--config.log_every_steps=2', '--config.validation_images=8',
       '--config.batch_size=8', *overrides)
 
 
@@ -65,7 +65,7 @@ def test_rerun_of_a_finished_run_resumes_and_takes_no_step(trained):
 def test_eval_mode_reports_per_patch_and_per_image_figures(trained):
   root, _ = trained
   result = main(root / 'run', root / 'synthetic', '--config.mode=eval',
-                '--config.evaluation.num_proposals=20')
+                '--config.evaluation.results_per_image=20')
   assert result.returncode == 0, result.stdout + result.stderr
   with open(root / 'run' / 'eval_synthetic' / 'evaluation.json') as f:
     figures = json.load(f)

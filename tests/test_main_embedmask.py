@@ -22,7 +22,7 @@ def main(workdir, data_root, *overrides):
       *SMALL_SYNTHETIC, '--config.detection.min_size=96',
       '--config.detection.max_size=96', f'--config.solver.max_iter={STEPS}',
       '--config.eval_every_steps=4', '--config.checkpoint_every_steps=2',
-      '--config.log_every_steps=2', '--config.eval_batches=4',
+      '--config.log_every_steps=2', '--config.validation_images=4',
       '--config.batch_size=4', '--config.evaluation.max_images=4',
       *overrides)
 

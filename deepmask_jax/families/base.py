@@ -37,7 +37,7 @@ class Family(abc.ABC):
   sample_name: str = 'images'  # What a training batch holds (for images/s).
   # Dotted config fields that `--config.mode=eval` takes from the command
   # line rather than from the checkpoint's own config.
-  eval_overrides: tuple = ('data', 'evaluation', 'eval_batches', 'seed')
+  eval_overrides: tuple = ('data', 'evaluation', 'validation_images', 'seed')
 
   def resolve_config(self, config):
     """The config training really uses (e.g. fields inherited from a parent model)."""
@@ -103,7 +103,7 @@ class Family(abc.ABC):
         config.get('tensorboard_images', 0),
         *self.validation_images(config, source),
         lambda variables: self.predictor(config, model, variables,
-                                         num_proposals=PREDICTIONS_DRAWN))
+                                         results_per_image=PREDICTIONS_DRAWN))
 
   @abc.abstractmethod
   def rank(self, figures: dict) -> tuple:
@@ -116,4 +116,4 @@ class Family(abc.ABC):
   @abc.abstractmethod
   def predictor(self, config, model, variables, **overrides) -> Predictor:
     """Inference on images (inference/predictor.py); `overrides` change
-    inference settings, e.g. num_proposals (results per image)."""
+    inference settings, e.g. results_per_image."""

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from deepmask_jax.config_renames import apply_renames
 from deepmask_jax.errors import CheckpointError
 from deepmask_jax.models import checksums
 
@@ -48,14 +49,15 @@ CHECKPOINT_ITEMS = ('state', 'config')
 
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:
-  """A ConfigDict from JSON; lists become tuples, as the configs write them."""
+  """A ConfigDict from JSON; lists become tuples, as the configs write them,
+  and fields saved under an old name get their new one (config_renames.py)."""
   def tuples(value):
     if isinstance(value, list):
       return tuple(tuples(v) for v in value)
     if isinstance(value, dict):
       return {k: tuples(v) for k, v in value.items()}
     return value
-  return ml_collections.ConfigDict(tuples(json.loads(text)))
+  return apply_renames(ml_collections.ConfigDict(tuples(json.loads(text))))
 
 
 def save_model(directory: str, variables: dict, config) -> None:

@@ -9,7 +9,7 @@ model is built or array restored (`check_resume`).
 May change on resume (ALLOWED): fields that steer reporting, cadence, the
 length of the run or evaluation, never the TrainState or what a step computes:
 
-  log_every_steps, eval_every_steps, eval_batches,  logging and validation
+  log_every_steps, eval_every_steps, validation_images,  logging and validation
     tensorboard_images
   checkpoint_every_steps, keep_checkpoints          checkpoint cadence
   num_epochs, solver.max_iter                       the run's length, longer
@@ -18,7 +18,7 @@ length of the run or evaluation, never the TrainState or what a step computes:
                                                     iterations)
   mode, evaluation.*, inference.*                   evaluation and proposals
   embedmask.{score_threshold, pre_nms_top_n, nms_threshold,
-    detections_per_image, mask_threshold, mask_box_padding}
+    results_per_image, mask_threshold, mask_box_padding}
                                                     EmbedMask's validation
                                                     post-processing
   parallel                                          shard_map and pmap take
@@ -58,12 +58,12 @@ from deepmask_jax.models.store import config_from_json
 POLICIES = ('refuse', 'allow')
 
 ALLOWED = (
-    'log_every_steps', 'eval_every_steps', 'eval_batches', 'tensorboard_images',
+    'log_every_steps', 'eval_every_steps', 'validation_images', 'tensorboard_images',
     'checkpoint_every_steps', 'keep_checkpoints',
     'num_epochs', 'solver.max_iter',
     'mode', 'evaluation', 'inference',
     'embedmask.score_threshold', 'embedmask.pre_nms_top_n',
-    'embedmask.nms_threshold', 'embedmask.detections_per_image',
+    'embedmask.nms_threshold', 'embedmask.results_per_image',
     'embedmask.mask_threshold', 'embedmask.mask_box_padding',
     'parallel', 'data.num_parallel_calls', 'data.prefetch',
 )

@@ -60,7 +60,8 @@ def main(argv):
     raise app.UsageError(f'no image files found for --images={FLAGS.images}')
   if FLAGS.num_proposals < 1:
     raise app.UsageError('--num_proposals must be at least 1')
-  models = load_models(FLAGS.model, num_proposals=FLAGS.num_proposals)
+  models = load_models(FLAGS.model,
+                       results_per_image=FLAGS.num_proposals)
   server = open_server(FLAGS.host, FLAGS.port, ViewerState(models, paths),
                        console.is_verbose())
   names = ', '.join(f'{m.name} ({m.family})' for m in models)

@@ -119,7 +119,7 @@ def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   converted = read_weights(path)
   converted.variables = variables  # As read back from the directory.
   assert max(embedmask_errors(converted, state, images).values()) < TOLERANCE
-  predictor = families.predictor_from_path(out, detections_per_image=7)
+  predictor = families.predictor_from_path(out, results_per_image=7)
   assert type(predictor).__name__ == 'InstanceSegmenter'
   eval_config = get_config()
   eval_config.data.name = 'elsewhere'

@@ -35,7 +35,7 @@ def test_per_image_writes_results_and_leaves_out_unreadable_images(
 
   model, variables, config = tiny_model('deepmask')
   out = tmp_path / 'eval'
-  generator = ProposalGenerator(model, variables, config, num_proposals=20)
+  generator = ProposalGenerator(model, variables, config, results_per_image=20)
   figures = evaluate_per_image(
       generator, load_ground_truth(str(json_path), str(coco_tiny / 'val2017'),
                                    verbose=False), str(out), verbose=False)
@@ -59,7 +59,7 @@ def test_per_image_writes_results_and_leaves_out_unreadable_images(
 def test_max_images_takes_the_first_ids(coco_tiny, tmp_path):
   model, variables, config = tiny_model('deepmask')
   figures = evaluate_per_image(
-      ProposalGenerator(model, variables, config, num_proposals=5),
+      ProposalGenerator(model, variables, config, results_per_image=5),
       load_ground_truth(
           str(coco_tiny / 'annotations' / 'instances_val2017.json'),
           str(coco_tiny / 'val2017'), verbose=False),
@@ -89,7 +89,7 @@ def tiny_segmenter():
   model = family.build_model(config)
   return InstanceSegmenter(model, family.init_variables(config, model),
                            config, score_threshold=0.0,
-                           detections_per_image=5)
+                           results_per_image=5)
 
 
 def evaluate_on(tmp_path, segmenter, categories, missing=()):

@@ -92,7 +92,7 @@ def test_progress_bar_counts_skipped_files_and_reaches_its_total(
     tmp_path, tiny_deepmask, capsys):
   images = str(tmp_path / 'images')
   write_images(images)  # 5 files, broken.jpg among them.
-  generator = ProposalGenerator(*tiny_deepmask, num_proposals=4)
+  generator = ProposalGenerator(*tiny_deepmask, results_per_image=4)
   summary = propose.propose_images(generator, propose.find_images(images),
                                    str(tmp_path / 'out'), overlays=0)
   assert len(summary['skipped']) == 1
@@ -105,7 +105,7 @@ def embedmask_dir(tmp_path_factory):
   (5, 'c'), finding something on any image, and a folder of images."""
   root = tmp_path_factory.mktemp('embedmask_cli')
   config = tiny_embedmask_config(**{'embedmask.score_threshold': 0.0,
-                                    'embedmask.detections_per_image': 4})
+                                    'embedmask.results_per_image': 4})
   family = get_family('embedmask')
   variables = family.init_variables(config, family.build_model(config))
   save_model(str(root / 'model'), variables, config)

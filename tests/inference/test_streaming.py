@@ -46,7 +46,7 @@ def test_stream_equals_the_per_image_path_on_coco_tiny(
                               else tiny_sharpmask)
   images = coco_tiny_images(3)
   # Three pyramid levels (scales 2^-2, 2^-1.5, 2^-1) keep the test fast.
-  generator = ProposalGenerator(model, variables, config, num_proposals=NUM,
+  generator = ProposalGenerator(model, variables, config, results_per_image=NUM,
                                 scale_min=-2.0, scale_max=-1.0,
                                 images_per_call=3, encode_workers=1)
   clock = StageClock()
@@ -61,7 +61,7 @@ def test_stream_equals_the_per_image_path_on_coco_tiny(
 
 def test_stream_keeps_order_and_reads_a_bounded_distance_ahead(
     tiny_deepmask):
-  generator = ProposalGenerator(*tiny_deepmask, num_proposals=5,
+  generator = ProposalGenerator(*tiny_deepmask, results_per_image=5,
                                 images_per_call=2, prefetch_images=2,
                                 encode_workers=0)
   sizes = [(40 + 3 * i, 50 + 7 * i) for i in range(9)]
@@ -80,7 +80,7 @@ def test_stream_keeps_order_and_reads_a_bounded_distance_ahead(
 
 
 def test_a_bad_image_fails_the_stream_with_its_message(tiny_deepmask):
-  generator = ProposalGenerator(*tiny_deepmask, num_proposals=5,
+  generator = ProposalGenerator(*tiny_deepmask, results_per_image=5,
                                 images_per_call=2, encode_workers=0)
   images = [image_of(30, 40), np.zeros((30, 40, 3), np.float32),
             image_of(30, 40, seed=1)]
@@ -104,7 +104,7 @@ def test_encoding_failure_in_the_stream_is_raised(tiny_deepmask,
   def broken(*_):
     raise RuntimeError('encoder broke')
   monkeypatch.setattr(api, 'encode_packed', broken)
-  generator = ProposalGenerator(*tiny_deepmask, num_proposals=5,
+  generator = ProposalGenerator(*tiny_deepmask, results_per_image=5,
                                 encode_workers=0)
   with pytest.raises(RuntimeError, match='encoder broke'):
     list(generator.stream([image_of(30, 40)]))
@@ -136,7 +136,7 @@ def test_prefetch_is_ordered_bounded_and_raises_in_order():
 
 
 def test_streaming_twice_compiles_nothing_new(tiny_deepmask):
-  generator = ProposalGenerator(*tiny_deepmask, num_proposals=5,
+  generator = ProposalGenerator(*tiny_deepmask, results_per_image=5,
                                 images_per_call=2, encode_workers=0)
   images = [image_of(60, 80, seed=i) for i in range(3)]
   list(generator.stream(images))

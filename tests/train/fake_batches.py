@@ -24,5 +24,6 @@ def patch_batches(config, start_step: int = 0):
 
 def eval_batches(config):
   stream = patch_batches(config, start_step=10 ** 6)
-  for _ in range(config.eval_batches):
+  # Whole batches holding config.validation_images patches (rounded up).
+  for _ in range(-(-config.validation_images // config.batch_size)):
     yield next(stream)

@@ -41,8 +41,8 @@ def tiny_demo_config(data_root: str, tfds_dir: str):
       'data.synthetic_image_size': 96,
       'batch_size': 8, 'maxload': STEPS, 'num_epochs': 1,
       'eval_every_steps': STEPS, 'checkpoint_every_steps': 2,
-      'log_every_steps': 2, 'eval_batches': 1,
-      'evaluation.num_proposals': 10, 'evaluation.max_images': 4})
+      'log_every_steps': 2, 'validation_images': 8,
+      'evaluation.results_per_image': 10, 'evaluation.max_images': 4})
 
 
 def main(workdir: str, data_root: str, tfds_dir: str, out_json: str) -> None:

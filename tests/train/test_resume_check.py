@@ -37,7 +37,7 @@ REFUSED = {  # kind: (field, new value)
 ALLOWED_CHANGES = {
     'log cadence': ('log_every_steps', 7),
     'eval cadence': ('eval_every_steps', 9),
-    'eval batches': ('eval_batches', 3),
+    'validation images': ('validation_images', 3),
     'checkpoint cadence': ('checkpoint_every_steps', 11),
     'keep': ('keep_checkpoints', 5),
     'num_epochs extension': ('num_epochs', 600),

@@ -59,7 +59,7 @@ def test_upload_draw_threshold_and_error_in_chromium(tmp_path, coco_tiny):
     model_dirs.append(str(tmp_path / f'tiny_deepmask_{seed}'))
     _, variables, config = tiny_model('deepmask', seed)
     save_model(model_dirs[-1], variables, config)
-  state = ViewerState(load_models(model_dirs, num_proposals=RESULTS))
+  state = ViewerState(load_models(model_dirs, results_per_image=RESULTS))
   image_path = str(coco_tiny / 'val2017' / IMAGE)
   try:
     with serving(state) as server:

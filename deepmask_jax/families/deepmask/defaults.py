@@ -19,7 +19,7 @@ def inference_defaults() -> ml_collections.ConfigDict:
   cfg.scale_step = 0.5
   cfg.zoom = False
   cfg.zoom_scale_max = 1.0
-  cfg.num_proposals = 1000
+  cfg.results_per_image = 1000
   cfg.mask_threshold = 0.2  # Probability; masks are cut at logit(0.2).
   # Padded canvases are rounded up to multiples of this many pixels per side,
   # so a pass over many image sizes compiles few shapes: over coco_tiny val

@@ -136,7 +136,7 @@ class DeepMaskFamily(Family):
     if config.evaluation.per_image:
       results['per_image'] = evaluate_per_image(
           self.predictor(config, model, variables,
-                         num_proposals=config.evaluation.num_proposals),
+                         results_per_image=config.evaluation.results_per_image),
           ground_truth, out_dir,
           max_images=config.evaluation.max_images or None)
     return results

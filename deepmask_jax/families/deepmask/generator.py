@@ -68,7 +68,7 @@ class ProposalGenerator:
     variables: its {'params', 'constants'}.
     config: the model's ConfigDict (`patch.mean/std`, optional `inference`).
     **overrides: inference settings (deepmask_jax/families/deepmask/defaults.py),
-      e.g. num_proposals=100, zoom=True.
+      e.g. results_per_image=100, zoom=True.
   """
 
   categories = ({'id': 1, 'name': 'object'},)
@@ -79,7 +79,7 @@ class ProposalGenerator:
     self.variables = jax.device_put(variables)
     self.network = ProposalNetwork(
         model, config.patch.mean, config.patch.std,
-        self.settings.num_proposals, self.settings.decode_chunk,
+        self.settings.results_per_image, self.settings.decode_chunk,
         self.settings.use_deepmask_masks, self.settings.batch_invariant)
     deepmask = self.network.deepmask
     self.object_window = deepmask.object_window
@@ -89,7 +89,7 @@ class ProposalGenerator:
     self.paster = MaskPaster(
         self.object_window, self.settings.mask_threshold,
         self.settings.bucket_multiple, self.settings.paste_budget,
-        self.settings.num_proposals,
+        self.settings.results_per_image,
         num_taps(self.network.mask_size, smallest))
 
   # Steps, public so that benchmarks can time them. ------------------------
@@ -160,7 +160,7 @@ class ProposalGenerator:
     """Merges an image's levels, then decodes the chosen windows."""
     level_probs = [rankings[b][0][slot] for b, slot in places]
     probs, level, rank = merge_levels(level_probs,
-                                      self.settings.num_proposals)
+                                      self.settings.results_per_image)
     rows = np.zeros(len(rank), np.int32)
     cols = np.zeros(len(rank), np.int32)
     for l, (b, slot) in enumerate(places):

@@ -172,9 +172,15 @@ def train_batches(config, *, start_step: int = 0, split: str = 'train',
                       f"'{config.data.name}' ({split})", first=start_step + 1)
 
 
+def validation_batch_count(config) -> int:
+  """Batches of config.batch_size patches holding config.validation_images
+  patches, rounded up to whole batches."""
+  return -(-int(config.validation_images) // int(config.batch_size))
+
+
 def eval_batches(config, *, split: str = 'val', num_batches=None,
                  process_index: int = 0, process_count: int = 1) -> feed.Batches:
-  """evalPerPatch: `num_batches` (default config.eval_batches) mask batches.
+  """evalPerPatch: `num_batches` (default `validation_batch_count`) mask batches.
 
   Jittered and flipped as in training, but drawn from EVAL_SEED, so every call
   (and every run) sees the same patches. Same keys as `train_batches`. By
@@ -183,7 +189,8 @@ def eval_batches(config, *, split: str = 'val', num_batches=None,
   process's slice instead.
   """
   builder = tfds_coco.prepare(config.data)
-  num_batches = config.eval_batches if num_batches is None else num_batches
+  if num_batches is None:
+    num_batches = validation_batch_count(config)
   steps = tf.data.Dataset.range(num_batches)
   batches = patch_dataset(config, builder, split, steps, seed=EVAL_SEED,
                           hfreq=0.0, process_index=process_index,

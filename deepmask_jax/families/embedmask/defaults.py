@@ -34,7 +34,7 @@ def embedmask_defaults() -> ml_collections.ConfigDict:
   cfg.score_threshold = 0.05
   cfg.pre_nms_top_n = 1000  # Per level.
   cfg.nms_threshold = 0.6
-  cfg.detections_per_image = 100
+  cfg.results_per_image = 100
   cfg.mask_threshold = 0.53  # Probability.
   cfg.mask_box_padding = 2  # Stride-4 cells around each box.
   return cfg

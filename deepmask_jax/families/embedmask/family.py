@@ -6,7 +6,7 @@ the device and adds the V3 mask loss (families/embedmask/losses.py). The solver
 is maskrcnn-benchmark's: SGD with momentum, biases at twice the rate without
 weight decay, constant warmup, step decays; the stem and layer1 stay frozen
 (FREEZE_CONV_BODY_AT = 2). Validation runs the full inference on the first
-`config.eval_batches` validation images and checkpoints rank by mask AP, then
+`config.validation_images` validation images and checkpoints rank by mask AP, then
 box AP. `--config.mode=eval` reports COCO segm and bbox AP with categories and
 the class-agnostic AR of the DeepMask harness.
 """
@@ -85,7 +85,7 @@ class EmbedMaskFamily(Family):
   # paper's EmbedMask-600: --config.detection.min_size=600 max_size=1000).
   eval_overrides = Family.eval_overrides + (
       'embedmask.score_threshold', 'embedmask.nms_threshold',
-      'embedmask.detections_per_image', 'embedmask.mask_threshold',
+      'embedmask.results_per_image', 'embedmask.mask_threshold',
       'detection.min_size', 'detection.max_size')
 
   def resolve_config(self, config):
@@ -128,7 +128,7 @@ class EmbedMaskFamily(Family):
     root = config.data.root
     return ValidationSplit(os.path.join(root, config.data.val_json),
                            os.path.join(root, config.data.val_images),
-                           int(config.eval_batches))
+                           int(config.validation_images))
 
   def batch_keys(self, config) -> dict:
     return {HEAD: BATCH_KEYS}
@@ -209,10 +209,7 @@ class EmbedMaskFamily(Family):
                               max_images=config.evaluation.max_images or None)
 
   def predictor(self, config, model, variables, **overrides):
-    """An InstanceSegmenter; the image CLI's generic `num_proposals` (results
-    per image) is its detections_per_image, and `zoom` is DeepMask's."""
-    if 'num_proposals' in overrides:
-      overrides['detections_per_image'] = overrides.pop('num_proposals')
+    """An InstanceSegmenter; `zoom` is DeepMask's (refused)."""
     if overrides.pop('zoom', False):
       raise InputError('zoom is a DeepMask/SharpMask pyramid setting; '
                        'EmbedMask runs at one scale')

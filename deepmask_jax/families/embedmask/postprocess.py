@@ -52,7 +52,7 @@ class DetectSettings:
                score_threshold=float(embedmask.score_threshold),
                pre_nms_top_n=int(embedmask.pre_nms_top_n),
                nms_threshold=float(embedmask.nms_threshold),
-               detections_per_image=int(embedmask.detections_per_image),
+               detections_per_image=int(embedmask.results_per_image),
                mask_box_padding=int(embedmask.mask_box_padding))
 
 

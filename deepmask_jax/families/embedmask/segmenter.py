@@ -37,7 +37,7 @@ from deepmask_jax.xla_options import network_jit
 
 # config.embedmask fields an InstanceSegmenter(**overrides) may change.
 SETTINGS = ('score_threshold', 'pre_nms_top_n', 'nms_threshold',
-            'detections_per_image', 'mask_threshold', 'mask_box_padding')
+            'results_per_image', 'mask_threshold', 'mask_box_padding')
 
 
 @dataclasses.dataclass

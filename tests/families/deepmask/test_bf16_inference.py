@@ -22,9 +22,9 @@ def test_bf16_config_gives_nearly_the_float32_top_proposals(kind, request):
   bf16_model = build_model(bf16_config)
   family = get_family(kind)
   image = image_of(90, 120, seed=5)
-  f32 = family.predictor(config, model, variables, num_proposals=NUM)(image)
+  f32 = family.predictor(config, model, variables, results_per_image=NUM)(image)
   bf16 = family.predictor(bf16_config, bf16_model, variables,
-                          num_proposals=NUM)(image)
+                          results_per_image=NUM)(image)
   assert bf16.scores.dtype == f32.scores.dtype
   assert 0 < max_difference(bf16.scores, f32.scores)  # Really bf16.
   # Scores are probabilities: bf16 moves them by far less than 0.01.

@@ -22,7 +22,7 @@ def image_of(height, width, seed=0):
 def generator(request, tiny_deepmask, tiny_sharpmask):
   model, variables, config = (tiny_deepmask if request.param == 'deepmask'
                               else tiny_sharpmask)
-  return ProposalGenerator(model, variables, config, num_proposals=NUM)
+  return ProposalGenerator(model, variables, config, results_per_image=NUM)
 
 
 def test_proposals_are_masks_boxes_and_sorted_scores(generator):
@@ -74,7 +74,7 @@ def test_tiny_image_gives_fewer_proposals_at_full_resolution(generator):
 
 def test_large_image_is_downscaled_but_pasted_at_full_size(tiny_deepmask):
   model, variables, config = tiny_deepmask
-  small = ProposalGenerator(model, variables, config, num_proposals=10,
+  small = ProposalGenerator(model, variables, config, results_per_image=10,
                             max_image_side=64)
   proposals = small(image_of(200, 100))
   assert proposals.masks.shape == (10, 200, 100)
@@ -83,11 +83,11 @@ def test_large_image_is_downscaled_but_pasted_at_full_size(tiny_deepmask):
 
 def test_compilations_stay_bounded_by_the_buckets(tiny_deepmask):
   model, variables, config = tiny_deepmask
-  generator = ProposalGenerator(model, variables, config, num_proposals=10)
+  generator = ProposalGenerator(model, variables, config, results_per_image=10)
   for height, width in [(60, 80), (61, 79), (58, 83), (60, 80)]:
     generator(image_of(height, width))
   # Same-bucket sizes reuse the programs of the first image.
-  first = ProposalGenerator(model, variables, config, num_proposals=10)
+  first = ProposalGenerator(model, variables, config, results_per_image=10)
   first(image_of(60, 80))
   assert generator.compilations == first.compilations
 
@@ -95,8 +95,8 @@ def test_compilations_stay_bounded_by_the_buckets(tiny_deepmask):
 def test_from_path_reads_a_model_directory(tmp_path, tiny_deepmask):
   model, variables, config = tiny_deepmask
   save_model(str(tmp_path / 'model'), variables, config)
-  loaded = predictor_from_path(str(tmp_path / 'model'), num_proposals=5)
-  direct = ProposalGenerator(model, variables, config, num_proposals=5)
+  loaded = predictor_from_path(str(tmp_path / 'model'), results_per_image=5)
+  direct = ProposalGenerator(model, variables, config, results_per_image=5)
   image = image_of(30, 40)
   np.testing.assert_allclose(loaded(image).scores, direct(image).scores,
                              rtol=1e-6)
@@ -105,11 +105,11 @@ def test_from_path_reads_a_model_directory(tmp_path, tiny_deepmask):
 def test_sharpmask_deepmask_mode_uses_the_deepmask_masks(tiny_sharpmask):
   model, variables, config = tiny_sharpmask
   image = image_of(40, 60)
-  dm_mode = ProposalGenerator(model, variables, config, num_proposals=8,
+  dm_mode = ProposalGenerator(model, variables, config, results_per_image=8,
                               use_deepmask_masks=True)(image)
   deepmask = ProposalGenerator(
       model.deepmask, {'params': variables['params']['deepmask'],
                        'constants': variables['constants']['deepmask']},
-      config, num_proposals=8)(image)
+      config, results_per_image=8)(image)
   np.testing.assert_allclose(dm_mode.scores, deepmask.scores, rtol=1e-6)
   np.testing.assert_array_equal(dm_mode.masks, deepmask.masks)

@@ -138,7 +138,7 @@ def test_eval_batches_are_fixed_full_mask_batches(config):
   for expected, got in zip(first, again):
     _assert_batches_equal(expected, got)
     assert got['is_mask'] and got['image'].shape[0] == BATCH
-  config.eval_batches = 3
+  config.validation_images = 2 * BATCH + 1  # Rounded up to whole batches.
   assert len(list(input_pipeline.eval_batches(config))) == 3
 
 

@@ -23,9 +23,9 @@ def test_scales_are_half_octaves_and_zoom_adds_two():
 
 def test_config_inference_section_overrides_defaults():
   config = tiny_config()
-  config.inference = {'num_proposals': 7}
+  config.inference = {'results_per_image': 7}
   settings = inference_config(config, zoom=True)
-  assert settings.num_proposals == 7 and settings.zoom
+  assert settings.results_per_image == 7 and settings.zoom
   assert settings.mask_threshold == 0.2
 
 

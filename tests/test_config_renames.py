@@ -1,0 +1,85 @@
+"""Old config names still work for one release: moved to the new name, one line."""
+
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from deepmask_jax import config_renames
+from deepmask_jax.config_renames import apply_renames
+from deepmask_jax.config_schema import get_config
+from deepmask_jax.families import predictor_from_path
+from deepmask_jax.models.store import config_from_json, save_model
+from tests.conftest import REPO
+
+
+@pytest.fixture(autouse=True)
+def fresh_lines(monkeypatch):
+  """Each test sees its own deprecation lines (they print once per process)."""
+  monkeypatch.setattr(config_renames, '_PRINTED', set())
+
+
+def deprecation_lines(out: str) -> list:
+  return [line for line in out.splitlines() if 'deprecated config' in line]
+
+
+def command_line_config(monkeypatch, *overrides):
+  """The config `--config=configs/deepmask.py *overrides` gives main."""
+  argv = ['main', f'--config={REPO / "configs" / "deepmask.py"}', *overrides]
+  monkeypatch.setattr(sys, 'argv', argv)  # config_flags reads overrides here.
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'config', flag_values=values,
+                                  lock_config=True)
+  values(argv)
+  return values.config
+
+
+def test_old_override_moves_to_the_new_field_with_one_line(monkeypatch, capsys):
+  config = command_line_config(monkeypatch, '--config.eval_batches=3',
+                               '--config.evaluation.num_proposals=7')
+  apply_renames(config)
+  assert config.validation_images == 3 * config.batch_size  # Were batches.
+  assert config.evaluation.results_per_image == 7
+  assert 'eval_batches' not in config
+  lines = deprecation_lines(capsys.readouterr().out)
+  assert len(lines) == 1
+  assert 'eval_batches -> validation_images' in lines[0]
+  assert 'evaluation.num_proposals -> evaluation.results_per_image' in lines[0]
+
+
+def test_embedmask_eval_batches_already_counted_images():
+  config = get_config()
+  config.model, config.batch_size, config.eval_batches = 'embedmask', 4, 50
+  config.embedmask.detections_per_image = 9
+  apply_renames(config)
+  assert config.validation_images == 50
+  assert config.embedmask.results_per_image == 9
+
+
+def test_a_config_without_old_names_prints_nothing(capsys):
+  config = apply_renames(get_config())
+  assert config.validation_images == get_config().validation_images
+  assert not deprecation_lines(capsys.readouterr().out)
+
+
+def test_a_stored_config_with_old_names_is_read_under_the_new(capsys):
+  config = config_from_json('{"model": "deepmask", "batch_size": 8, '
+                            '"eval_batches": 2, "inference": '
+                            '{"num_proposals": 5}}')
+  assert config.validation_images == 16
+  assert config.inference.results_per_image == 5
+  assert len(deprecation_lines(capsys.readouterr().out)) == 1
+
+
+def test_a_model_directory_saved_with_old_names_predicts(tmp_path,
+                                                         tiny_deepmask):
+  model, variables, config = tiny_deepmask
+  old = config.to_dict()
+  del old['inference']['results_per_image']
+  old['inference']['num_proposals'] = 4
+  save_model(str(tmp_path / 'model'), variables, type(config)(old))
+  predictor = predictor_from_path(str(tmp_path / 'model'))
+  image = np.full((40, 48, 3), 128, np.uint8)
+  assert predictor(image).masks.shape == (4, 40, 48)
