@@ -39,7 +39,7 @@ def get_config():
   config.solver.max_iter = 1200
   config.checkpoint_every_steps = 300
   config.eval_every_steps = 600
-  config.eval_batches = 50  # Validation images per validation pass.
+  config.validation_images = 50  # Validation images per validation pass.
   config.log_every_steps = 50
   config.evaluation.max_images = 200  # All of synthetic val.
   return config

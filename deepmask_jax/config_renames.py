@@ -45,10 +45,14 @@ def _converted(config, old: str, value):
 def apply_renames(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Moves every old field `config` sets to its new name, in place.
 
-  An old field that is None (the schema's placeholder) is only removed. One
-  deprecation line is printed per distinct set of moves (once per process).
-  Returns `config`.
+  An old field that is None (the schema's placeholder) is only removed. When
+  the new field is set too (it differs from the schema's default: say a
+  config file sets the old name and the command line the new one), the new
+  value wins. One deprecation line is printed per distinct set of moves (once
+  per process). Returns `config`.
   """
+  from deepmask_jax.config_schema import get_config  # pylint: disable=g-import-not-at-top
+  defaults = get_config()
   moved = []
   for old, new in RENAMES.items():
     holder, leaf = _parent_and_leaf(config, old)
@@ -60,6 +64,11 @@ def apply_renames(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     if value is None:
       continue
     target, new_leaf = _parent_and_leaf(config, new)
+    default_holder, _ = _parent_and_leaf(defaults, new)
+    if (default_holder is not None and new_leaf in target
+        and target[new_leaf] != default_holder.get(new_leaf, None)):
+      moved.append(f'{old} ignored ({new} is set)')
+      continue
     with target.unlocked():
       target[new_leaf] = _converted(config, old, value)
     moved.append(f'{old} -> {new}')

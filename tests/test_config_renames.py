@@ -83,3 +83,15 @@ def test_a_model_directory_saved_with_old_names_predicts(tmp_path,
   predictor = predictor_from_path(str(tmp_path / 'model'))
   image = np.full((40, 48, 3), 128, np.uint8)
   assert predictor(image).masks.shape == (4, 40, 48)
+
+
+def test_a_set_new_name_wins_over_the_old_one(capsys):
+  config = get_config()
+  config.model = 'embedmask'
+  config.eval_batches = 50  # As an old config file would.
+  config.validation_images = 4  # As a newer command line does.
+  apply_renames(config)
+  assert config.validation_images == 4
+  assert deprecation_lines(capsys.readouterr().out) == [
+      'warning: deprecated config names (they go in the next release): '
+      'eval_batches ignored (validation_images is set)']
