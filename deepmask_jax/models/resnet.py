@@ -24,9 +24,7 @@ Options:
   * `norm`: 'frozen' (the above) or 'group', for a trunk trained from
     scratch (the CPU demos): without ImageNet statistics a frozen affine is
     the identity and nothing keeps the activations' scale. 'group' puts a
-    trainable GroupNorm after every conv (32 groups, fewer at narrow widths
-    so that a group keeps at least 4 channels: one-channel groups are
-    instance norm, which Wu & He found clearly worse),
+    trainable GroupNorm (32 groups, fewer at narrow widths) after every conv,
     the last one of a block before the addition and starting at zero, so a
     block starts as its shortcut: the from-scratch recipe of Wu & He, "Group
     Normalization" (2018), and He et al., "Rethinking ImageNet
@@ -47,7 +45,6 @@ from deepmask_jax.models.layers import (FrozenAffine, group_norm,
 
 NORMS = ('frozen', 'group')
 GROUPS = 32
-MIN_GROUP_CHANNELS = 4
 
 
 def _conv(features, kernel, stride, padding, dtype, name):
@@ -61,9 +58,7 @@ def _normalize(x, norm, dtype, name, scale_init=nn.initializers.ones):
   """x through the trunk's normalisation `norm` (see the module docstring)."""
   if norm == 'frozen':
     return FrozenAffine(dtype, name=f'affine{name}')(x)
-  channels = x.shape[-1]
-  groups = max(1, min(GROUPS, channels // MIN_GROUP_CHANNELS))
-  return group_norm(channels, groups, dtype, f'norm{name}', scale_init)(x)
+  return group_norm(x.shape[-1], GROUPS, dtype, f'norm{name}', scale_init)(x)
 
 
 class Bottleneck(nn.Module):

@@ -123,7 +123,7 @@ def test_group_norm_block_starts_as_its_shortcut():
   projected = jax.lax.conv_general_dilated(
       x, params['projection']['conv']['kernel'], (2, 2), 'VALID',
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  groups = projected.reshape(2, 4, 4, 4, 4)  # 16 channels: 4 groups of 4.
+  groups = projected.reshape(2, 4, 4, 16, 1)  # gcd(32, 16) = 16 groups.
   mean = groups.mean(axis=(1, 2, 4), keepdims=True)
   var = ((groups - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
   expected = jax.nn.relu(((groups - mean) / jnp.sqrt(var + 1e-5))
