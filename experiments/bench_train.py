@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from deepmask_jax.families import get_family
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
-from deepmask_jax.models import convolution
+from deepmask_jax.models import backend_forms
 from deepmask_jax.train.trainer import setup
 
 FLAGS = flags.FLAGS
@@ -89,7 +89,7 @@ def main(argv):
   rates = {}
   for dtype in FLAGS.dtypes:
     config.dtype = dtype
-    with convolution.forms_of(forms):  # The step is traced in measure.
+    with backend_forms.forms_of(forms):  # The step is traced in measure.
       figures = measure(config, FLAGS.steps)
     rates[dtype] = figures['mixed']
     heads = ', '.join(f'{head} batches {rate:.1f}'

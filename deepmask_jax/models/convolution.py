@@ -23,7 +23,6 @@ The backend is jax.default_backend() when the conv is traced.
 Matmul forms accumulate in float32 whatever `dtype` is.
 """
 
-import contextlib
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -31,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepmask_jax.models.backend_forms import backend
 from deepmask_jax.models.layers import torch_default_init, upsample_nearest_2x
 
 # Backends on which the speed forms were measured faster than XLA's conv.
 SPEED_FORM_BACKENDS = ('cpu',)
-_forced_backend: Optional[str] = None
 # Smallest kernel side computed as column shifts + matmuls at stride 1.
 LARGE_KERNEL = 5
 PADDINGS = ('symmetric', 'zero')
@@ -61,24 +60,6 @@ BLOCK_TAPS = _block_taps()
 # PHASE_TAPS[p, t, d] = 1 where kernel row d lands on row offset t - 1.
 PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
                        [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
-
-
-def backend() -> str:
-  """The backend convs are traced for: jax.default_backend(), or the one a
-  surrounding `forms_of` names."""
-  return _forced_backend or jax.default_backend()
-
-
-@contextlib.contextmanager
-def forms_of(name: str):
-  """Convs traced inside take the forms of backend `name` ('cpu', 'gpu',
-  'tpu'), e.g. the CPU forms on a GPU, to time both there."""
-  global _forced_backend
-  previous, _forced_backend = _forced_backend, name
-  try:
-    yield
-  finally:
-    _forced_backend = previous
 
 
 @jax.custom_vjp

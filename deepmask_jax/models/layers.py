@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepmask_jax.models import backend_forms
+
 
 def torch_default_init(fan_in: int):
   """Torch's default for new `Linear`/`SpatialConvolution` weights and biases.
@@ -65,12 +67,15 @@ def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
   """[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), C]: the ResNet stem's max pool
   (3 x 3 window, stride 2, padding 1 that never wins).
 
-  The values equal `nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))`; it is
-  the maximum of nine strided slices because the gradient of that is 6x
-  faster on XLA's CPU backend than reduce_window's. The gradient of tied
-  maxima is split between them instead of going to one; after a ReLU, ties
-  are between zeros, whose gradient the ReLU stops either way.
+  The values equal `nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))`, which
+  GPU and TPU run; on CPU it is the maximum of nine strided slices because
+  the gradient of that is 6x faster on XLA's CPU backend than
+  reduce_window's (models/backend_forms.py). The gradient of tied maxima is
+  then split between them instead of going to one; after a ReLU, ties are
+  between zeros, whose gradient the ReLU stops either way.
   """
+  if backend_forms.backend() != 'cpu':
+    return nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
   _, height, width, _ = x.shape
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)),
                    constant_values=-jnp.inf)

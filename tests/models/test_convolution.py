@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepmask_jax.models import convolution
+from deepmask_jax.models import backend_forms
 from deepmask_jax.models.convolution import Conv, PaddedConv, channel_matmul
 from deepmask_jax.models.layers import (max_pool_3x3_stride2,
                                         upsample_nearest_2x)
@@ -48,7 +48,7 @@ def test_each_backend_gets_its_forms(backend):
 
 def test_forms_of_names_the_backend_whose_forms_are_traced(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  with convolution.forms_of('cpu'):
+  with backend_forms.forms_of('cpu'):
     assert [_form(*shape) for shape in FORMS] == CPU_FORMS
   assert _form(*FORMS[0]) == 'lax'
 
@@ -119,6 +119,13 @@ def test_stem_max_pool_equals_flax_max_pool(height, width):
       grad(max_pool_3x3_stride2),
       grad(lambda x: nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))),
       atol=1e-6)
+
+
+def test_stem_max_pool_uses_reduce_window_off_cpu_only(backend):
+  x = jnp.zeros((1, 9, 8, 3))
+  # A fresh function: traces are cached per function, not per backend.
+  traced = str(jax.make_jaxpr(lambda x: max_pool_3x3_stride2(x))(x))
+  assert ('reduce_window_max' in traced) == (backend != 'cpu')
 
 
 @pytest.mark.parametrize('padding', ['symmetric', 'zero'])
