@@ -11,7 +11,9 @@ Start from ImageNet weights with
 `--config.trunk_init=<dir from python -m deepmask_jax.convert --t7 resnet-50.t7>`:
 fb.resnet.torch's ResNet-50 has its stride in the 3x3 conv, so this config
 keeps `trunk.stride_in_1x1 = False`; the reference's own MSRA (Detectron)
-weights put it in the 1x1 (set it True for those).
+weights put it in the 1x1 and keep a frozen BN after every conv (set
+`--config.trunk.stride_in_1x1=True --config.trunk.norm=frozen_per_conv` for
+those, docs/convert.md section 4).
 """
 
 from deepmask_jax.config_schema import get_config as base_config

@@ -53,7 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   # files). The models fix their own: DeepMask/SharpMask pad symmetrically
   # (createTrunk), EmbedMask with zeros.
   config.trunk.padding = 'symmetric'
-  # 'frozen' (BN folded to fixed affines: ImageNet weights) or 'group'
+  # 'frozen' (BN as fixed affines, a block's last after the addition:
+  # fb.resnet.torch's resnet-50.t7), 'frozen_per_conv' (a fixed affine after
+  # every conv: MSRA .pkl/.pth files as the converter writes them) or 'group'
   # (trainable GroupNorm, for a trunk trained from scratch; models/resnet.py).
   config.trunk.norm = 'frozen'
   # Optional trunk initialisation: an orbax checkpoint written by

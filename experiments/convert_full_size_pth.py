@@ -67,7 +67,7 @@ def main(argv):
     config = conversion.config.trunk
     trunk = Trunk(padding='zero', stem_width=config.stem_width,
                   widths=config.widths, depths=config.depths,
-                  stride_in_1x1=True)
+                  stride_in_1x1=config.stride_in_1x1, norm=config.norm)
     ours = jax.jit(trunk.apply)(
         {c: t['trunk'] for c, t in conversion.variables.items()},
         jnp.asarray(images.transpose(0, 2, 3, 1), jnp.float32))

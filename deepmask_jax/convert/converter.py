@@ -168,7 +168,9 @@ def _check_against_model(variables: dict, config, kind: str) -> None:
                    stem_width=config.trunk.stem_width,
                    widths=tuple(config.trunk.widths),
                    depths=tuple(config.trunk.depths),
-                   expansion=config.trunk.expansion)
+                   expansion=config.trunk.expansion,
+                   stride_in_1x1=config.trunk.stride_in_1x1,
+                   norm=config.trunk.norm)
     side = 64  # Any side works: only the shapes of the variables matter.
     variables = {c: tree['trunk'] for c, tree in variables.items()}
   elif kind == 'embedmask':

@@ -132,6 +132,7 @@ def _trunk_config(trunk):
   config.trunk.depths = trunk.depths
   config.trunk.expansion = trunk.expansion
   config.trunk.stride_in_1x1 = True
+  config.trunk.norm = 'frozen_per_conv'  # Each BN kept after its conv.
   config.trunk.padding = 'zero'  # PyTorch/caffe2 convs pad with zeros.
   return config
 

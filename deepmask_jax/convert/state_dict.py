@@ -13,12 +13,13 @@ AffineChannel), module by module:
     layer{k}.{i}.downsample.0/1   ..._branch1_w / _bn_{s,b}
 
 FrozenBatchNorm2d computes x * w / sqrt(var) + (b - mean * w / sqrt(var))
-with no eps; AffineChannel x * s + b. Our block is
-relu(affine_out(conv3(...) + projection(x))) with affine1/affine2 after
-conv1/conv2 (constants, as frozen as the file's), so bn3 and the
-projection's norm are folded into their convs (exact) and affine_out stays
-the identity. Convs have no bias in the file: ours start at zero (or the
-folded shift). Kernels go from OIHW to HWIO.
+with no eps; AffineChannel x * s + b. Each becomes a FrozenAffine (constants,
+as frozen as the file's) right after its conv, the trunk layout
+norm='frozen_per_conv' (models/resnet.py): bn1..bn3 -> affine1..affine3,
+the projection's norm -> affine_projection. None is folded into a conv:
+that would compute the same function but train differently (SGD moves a
+folded kernel s W by 1/s^2 times the reference's step). Convs have no bias
+in the file: ours are zero (and never trained). Kernels go from OIHW to HWIO.
 
 Every tensor is taken by name; `TensorSource.check_all_used` then fails on
 any that nothing took.
@@ -139,7 +140,8 @@ class Caffe2Trunk:
 
 @dataclasses.dataclass
 class Trunk:
-  """Our Trunk's variables and geometry (stride in the 1x1 conv)."""
+  """Our Trunk's variables and geometry (stride in the 1x1 conv, a frozen
+  affine after every conv: norm 'frozen_per_conv')."""
   params: dict
   constants: dict
   stem_width: int
@@ -160,16 +162,13 @@ def _block(names, module: str, in_channels: int, stride: int):
   conv2 = names.conv(f'{module}.conv2', (width, width, 3, 3))
   conv3 = names.conv(f'{module}.conv3', (None, width, 1, 1))
   out_channels = conv3.shape[0]
-  scale3, shift3 = names.affine(f'{module}.bn3', out_channels)
   params = {'conv1': {'conv': conv_variables(conv1)},
             'conv2': {'conv': conv_variables(conv2)},
-            'conv3': {'conv': conv_variables(conv3 * scale3[:, None, None, None],
-                                             shift3)}}
+            'conv3': {'conv': conv_variables(conv3)}}
   constants = {
       'affine1': affine_constants(*names.affine(f'{module}.bn1', width)),
       'affine2': affine_constants(*names.affine(f'{module}.bn2', width)),
-      'affine_out': affine_constants(np.ones(out_channels),
-                                     np.zeros(out_channels))}
+      'affine3': affine_constants(*names.affine(f'{module}.bn3', out_channels))}
   needs_projection = in_channels != out_channels or stride != 1
   if names.has(f'{module}.downsample.0') != needs_projection:
     raise ConversionError(
@@ -180,9 +179,9 @@ def _block(names, module: str, in_channels: int, stride: int):
   if needs_projection:
     projection = names.conv(f'{module}.downsample.0',
                             (out_channels, in_channels, 1, 1))
-    scale, shift = names.affine(f'{module}.downsample.1', out_channels)
-    params['projection'] = {'conv': conv_variables(
-        projection * scale[:, None, None, None], shift)}
+    params['projection'] = {'conv': conv_variables(projection)}
+    constants['affine_projection'] = affine_constants(
+        *names.affine(f'{module}.downsample.1', out_channels))
   return params, constants, width, out_channels
 
 

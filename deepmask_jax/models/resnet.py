@@ -9,9 +9,10 @@ a block is
     relu(affine(branch(x) + shortcut(x)))
     branch = conv1x1 -> affine -> relu -> conv3x3 -> affine -> relu -> conv1x1
 
-Layouts with BN right after every conv (resnet.lua, MSRA/torchvision) fold
-that BN into the conv's weights and bias (the converter does so) and keep
-the last affine the identity.
+Layouts with BN right after every conv (resnet.lua, MSRA/torchvision) can
+fold a block's last BN and its projection's BN into those convs (exact for
+the forward pass; fb.resnet.torch's resnet.lua files are converted so), or
+keep every BN as its own affine (`norm = 'frozen_per_conv'`, below).
 
 Options:
   * `padding` of the 3x3/7x7 convs: 'symmetric' is what DeepMask's createTrunk
@@ -21,7 +22,16 @@ Options:
   * `stride_in_1x1`: the MSRA/Detectron layout puts the stride of a
     downsampling block in its first 1x1 conv; fb.resnet.torch puts it in the
     3x3. The projection shortcut strides in both.
-  * `norm`: 'frozen' (the above) or 'group', for a trunk trained from
+  * `norm`: 'frozen' (the above); 'frozen_per_conv', a fixed affine after
+    every conv and none after the addition,
+
+        relu(affine3(conv3(...)) + affine_projection(projection(x)))
+
+    the MSRA layout as maskrcnn-benchmark trains it (FrozenBatchNorm2d after
+    each conv), which the converter writes for `.pth`/`.pkl` files: folding
+    a BN of scale s into the conv before it computes the same function but
+    SGD then moves the folded kernel s W by its own gradient, 1/s^2 times
+    the reference's step on s W; or 'group', for a trunk trained from
     scratch (the CPU demos): without ImageNet statistics a frozen affine is
     the identity and nothing keeps the activations' scale. 'group' puts a
     trainable GroupNorm (32 groups, fewer at narrow widths) after every conv,
@@ -43,7 +53,8 @@ from deepmask_jax.models.layers import (FrozenAffine, group_norm,
                                         max_pool_3x3_stride2,
                                         resnet_conv_init)
 
-NORMS = ('frozen', 'group')
+NORMS = ('frozen', 'frozen_per_conv', 'group')
+FROZEN = ('frozen', 'frozen_per_conv')  # Norms that are fixed affines.
 GROUPS = 32
 
 
@@ -56,7 +67,7 @@ def _conv(features, kernel, stride, padding, dtype, name):
 
 def _normalize(x, norm, dtype, name, scale_init=nn.initializers.ones):
   """x through the trunk's normalisation `norm` (see the module docstring)."""
-  if norm == 'frozen':
+  if norm in FROZEN:
     return FrozenAffine(dtype, name=f'affine{name}')(x)
   return group_norm(x.shape[-1], GROUPS, dtype, f'norm{name}', scale_init)(x)
 
@@ -66,8 +77,9 @@ class Bottleneck(nn.Module):
   conv with `stride_in_1x1`, and on the projection.
 
   Variables: conv1..conv3 and projection; with norm 'frozen' the constants
-  affine1, affine2, affine_out; with 'group' the params norm1..norm3 and
-  norm_projection."""
+  affine1, affine2, affine_out; with 'frozen_per_conv' the constants
+  affine1..affine3 and affine_projection; with 'group' the params
+  norm1..norm3 and norm_projection."""
   width: int
   stride: int = 1
   expansion: int = 4
@@ -90,10 +102,12 @@ class Bottleneck(nn.Module):
     if x.shape[-1] != out_channels or self.stride != 1:
       shortcut = _conv(out_channels, 1, self.stride, self.padding, self.dtype,
                        'projection')(x)
-      if self.norm == 'group':
+      if self.norm != 'frozen':
         shortcut = _normalize(shortcut, self.norm, self.dtype, '_projection')
     if self.norm == 'frozen':
       return nn.relu(_normalize(y + shortcut, self.norm, self.dtype, '_out'))
+    # A fresh GroupNorm block starts as its shortcut (zero scale); frozen
+    # affines are overwritten by the converted file.
     y = _normalize(y, self.norm, self.dtype, '3', nn.initializers.zeros)
     return nn.relu(y + shortcut)
 
@@ -109,7 +123,7 @@ class Trunk(nn.Module):
     padding: 'symmetric' or 'zero' (see the module docstring). No default:
       DeepMask and EmbedMask each state theirs.
     stride_in_1x1: MSRA layout (see the module docstring).
-    norm: 'frozen' or 'group' (see the module docstring).
+    norm: 'frozen', 'frozen_per_conv' or 'group' (see the module docstring).
   Variables: params and constants under 'conv1', 'affine1' (or 'norm1') and
   'layer{k}_{block}' (k from 1).
   Returns a dict of NHWC features: 'conv1' (after its ReLU, /2) and

@@ -37,7 +37,9 @@ def trunk_errors(variables, config, images_nchw, torch_outputs,
   """
   trunk = Trunk(padding=padding or config.trunk.padding,
                 stem_width=config.trunk.stem_width, widths=config.trunk.widths,
-                depths=config.trunk.depths, expansion=config.trunk.expansion)
+                depths=config.trunk.depths, expansion=config.trunk.expansion,
+                stride_in_1x1=config.trunk.stride_in_1x1,
+                norm=config.trunk.norm)
   features = trunk.apply({c: tree['trunk'] for c, tree in variables.items()},
                          _nhwc(images_nchw))
   return {name: relative_error(np.asarray(features[name]).transpose(0, 3, 1, 2),

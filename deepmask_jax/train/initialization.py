@@ -87,13 +87,20 @@ def with_pretrained_model(variables: dict, config) -> dict:
 def _check_trunk_layout(config, file_config, path: str) -> None:
   """The file's trunk must put its stride where ours does (it changes the
   function but no shape) and normalise as ours does."""
+  differ = []
   for field, default in (('stride_in_1x1', False), ('norm', 'frozen')):
     ours = config.trunk.get(field, default)
     theirs = file_config.trunk.get(field, default)
     if ours != theirs:
-      raise InputError(
-          f'{path}: its trunk has {field}={theirs} but '
-          f'config.trunk.{field}={ours}; set --config.trunk.{field}={theirs}')
+      differ.append((field, ours, theirs))
+  if differ:
+    raise InputError(
+        f'{path}: its trunk has '
+        + ', '.join(f'{field}={theirs}' for field, _, theirs in differ)
+        + ' but config.trunk has '
+        + ', '.join(f'{field}={ours}' for field, ours, _ in differ)
+        + '; set ' + ' '.join(f'--config.trunk.{field}={theirs}'
+                              for field, _, theirs in differ))
 
 
 def _layers_of(source: dict, model_trunk: dict) -> dict:

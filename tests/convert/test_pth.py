@@ -126,10 +126,12 @@ def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   family, _, _, merged, _ = evaluate.load_for_evaluation(eval_config, out)
   assert family.name == 'embedmask' and merged.data.name == 'elsewhere'
   assert merged.embedmask.num_classes == config.embedmask.num_classes
-  # Its trunk starts a training run (the MSRA layout: stride in the 1x1).
+  # Its trunk starts a training run (the MSRA layout: stride in the 1x1,
+  # a frozen affine after every conv).
   run_config = tiny_embedmask_config(**{
       'trunk.widths': GEOMETRY.widths, 'trunk.depths': GEOMETRY.depths,
-      'trunk.stride_in_1x1': True, 'trunk_init': out})
+      'trunk.stride_in_1x1': True, 'trunk.norm': 'frozen_per_conv',
+      'trunk_init': out})
   fresh = with_pretrained_trunk(_zeros_like(variables), run_config)
   np.testing.assert_array_equal(
       fresh['params']['trunk']['layer2_0']['conv1']['conv']['kernel'],
@@ -152,9 +154,10 @@ def test_detectron_pkl_becomes_an_msra_trunk(tmp_path):
              for n in conversion.notes), conversion.notes
   config = conversion.config
   assert config.trunk.stride_in_1x1 and config.trunk.padding == 'zero'
+  assert config.trunk.norm == 'frozen_per_conv'
   trunk = Trunk(padding='zero', stem_width=config.trunk.stem_width,
                 widths=config.trunk.widths, depths=config.trunk.depths,
-                stride_in_1x1=True)
+                stride_in_1x1=True, norm='frozen_per_conv')
   variables = {c: tree['trunk'] for c, tree in conversion.variables.items()}
   images = _images(3)
   ours = jax.jit(trunk.apply)(variables, jnp.asarray(images.transpose(0, 2, 3, 1),
@@ -169,7 +172,8 @@ def test_detectron_pkl_becomes_an_msra_trunk(tmp_path):
   for stride_in_1x1 in (True, False):
     run_config = tiny_embedmask_config(**{
         'trunk.widths': GEOMETRY.widths, 'trunk.depths': GEOMETRY.depths,
-        'trunk.stride_in_1x1': stride_in_1x1, 'trunk_init': out})
+        'trunk.stride_in_1x1': stride_in_1x1,
+        'trunk.norm': 'frozen_per_conv', 'trunk_init': out})
     if not stride_in_1x1:
       with pytest.raises(ValueError, match='stride_in_1x1=True'):
         with_pretrained_trunk(model_variables, run_config)
@@ -181,6 +185,18 @@ def test_detectron_pkl_becomes_an_msra_trunk(tmp_path):
     np.testing.assert_array_equal(
         fresh['params']['trunk']['layer4_0']['conv2']['conv']['kernel'],
         blobs['res5_0_branch2b_w'].transpose(2, 3, 1, 0))
+    # Nothing folded: bn3 and the projection's BN stay apart from the convs.
+    block = {c: fresh[c]['trunk']['layer2_0'] for c in fresh}
+    for got, blob in (
+        (block['params']['conv3']['conv']['kernel'], 'res3_0_branch2c_w'),
+        (block['params']['projection']['conv']['kernel'], 'res3_0_branch1_w'),
+        (block['constants']['affine3']['scale'], 'res3_0_branch2c_bn_s'),
+        (block['constants']['affine_projection']['bias'],
+         'res3_0_branch1_bn_b')):
+      expected = blobs[blob]
+      np.testing.assert_array_equal(
+          got, expected.transpose(2, 3, 1, 0) if expected.ndim == 4
+          else expected)
 
 
 def _write_embedmask(tmp_path, seed=8) -> str:

@@ -1,4 +1,5 @@
-"""Trunk options: zero/symmetric padding, stride in the 1x1 (MSRA), four layers."""
+"""Trunk options: zero/symmetric padding, stride in the 1x1 (MSRA), four
+layers, and the norms: frozen after the sum, frozen per conv, GroupNorm."""
 
 import jax
 import jax.numpy as jnp
@@ -135,3 +136,52 @@ def test_unknown_trunk_norm_is_refused():
   with pytest.raises(ValueError, match="norm 'batch' is not one of"):
     Trunk(padding='zero', norm='batch', **TINY).init(
         jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
+
+
+def _conv(x, variables, stride=1):
+  """A trunk conv (1x1 here, so padding does not matter) by hand."""
+  kernel, bias = variables['conv']['kernel'], variables['conv']['bias']
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), 'VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
+
+
+def test_frozen_per_conv_block_keeps_an_affine_after_every_conv():
+  """norm 'frozen_per_conv' (the MSRA layout as maskrcnn-benchmark trains
+  it): relu(affine3(conv3(.)) + affine_projection(projection(x))), nothing
+  after the addition."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 6))
+  block = Bottleneck(width=4, stride=2, padding='zero', stride_in_1x1=True,
+                     norm='frozen_per_conv')
+  variables = random_variables(block, x)
+  constants = variables['constants']
+  assert set(constants) == {'affine1', 'affine2', 'affine3',
+                            'affine_projection'}
+  params = variables['params']
+  affine = lambda y, name: y * constants[name]['scale'] + constants[name]['bias']
+  # conv2 is 3x3 (padding): take the block's own conv2 output.
+  _, state = block.apply(variables, x, capture_intermediates=True,
+                         mutable=['intermediates'])
+  after_conv2 = state['intermediates']['conv2']['__call__'][0]
+  expected = jax.nn.relu(
+      affine(_conv(jax.nn.relu(affine(after_conv2, 'affine2')),
+                   params['conv3']), 'affine3')
+      + affine(_conv(x, params['projection'], 2), 'affine_projection'))
+  np.testing.assert_allclose(block.apply(variables, x), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_fresh_frozen_layouts_compute_the_same_function():
+  """With identity affines (a fresh init) 'frozen' and 'frozen_per_conv'
+  share their params and outputs: only converted constants differ."""
+  images = jax.random.normal(jax.random.PRNGKey(0), (1, 64, 64, 3))
+  after_sum = Trunk(padding='zero', **TINY)
+  per_conv = Trunk(padding='zero', norm='frozen_per_conv', **TINY)
+  variables = per_conv.init(jax.random.PRNGKey(1), images)
+  ours = after_sum.init(jax.random.PRNGKey(1), images)
+  assert (jax.tree.structure(ours['params'])
+          == jax.tree.structure(variables['params']))
+  a = after_sum.apply({'params': variables['params'],
+                       'constants': ours['constants']}, images)['layer4']
+  b = per_conv.apply(variables, images)['layer4']
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

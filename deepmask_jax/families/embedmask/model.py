@@ -202,7 +202,7 @@ class EmbedMask(nn.Module):
     stem_width, widths, depths, expansion, stride_in_1x1: the four-layer
       ResNet trunk (ResNet-50: 64, (64, 128, 256, 512), (3, 4, 6, 3), 4;
       True for the MSRA weights). It pads with zeros.
-    trunk_norm: 'frozen' or 'group' (models/resnet.py).
+    trunk_norm: 'frozen', 'frozen_per_conv' or 'group' (models/resnet.py).
     num_classes: C, foreground classes (80 on COCO).
     embed_dim: D, 2 spatial + D - 2 free embedding channels.
     fpn_channels: channels of the pyramid and head towers (256).
