@@ -39,15 +39,16 @@ def _get(config, dotted: str):
 
 
 def load_for_evaluation(config, workdir: str):
-  """(family, model, variables, merged config, step) of the model in
-  `workdir`; step is None for a converted model directory."""
+  """(family, model, variables, step) of the model in `workdir`; the family
+  is bound to the model's config with `config`'s eval_overrides merged in;
+  step is None for a converted model directory."""
   variables, model_config, step = store.read_model(
       workdir, None if config.evaluation.step < 0 else config.evaluation.step)
-  family = families.get_family(model_config.model)
   merged = ml_collections.ConfigDict(model_config.to_dict())
-  for field in family.eval_overrides:
+  for field in families.get_family(model_config.model).eval_overrides:
     _set(merged, field, _get(config, field))
-  return family, family.build_model(merged), variables, merged, step
+  family = families.bind_resolved(merged)  # Resolved when it was trained.
+  return family, family.build_model(), variables, step
 
 
 def evaluated_line(workdir: str, step) -> str:
@@ -60,13 +61,14 @@ def evaluated_line(workdir: str, step) -> str:
 def evaluate_checkpoint(config, workdir: str) -> dict:
   """Evaluates the model in `workdir`; returns the family's figures with
   'step' (None for a converted model directory) first."""
-  family, model, variables, config, step = load_for_evaluation(config, workdir)
+  family, model, variables, step = load_for_evaluation(config, workdir)
+  config = family.config
   primary = jax.process_index() == 0  # Every process holds the same figures.
   if primary:
     print(evaluated_line(workdir, step), flush=True)
   out_dir = os.path.join(workdir, f'eval_{config.data.name}')
   results = {'step': step,
-             **family.evaluate(config, model, variables, out_dir)}
+             **family.evaluate(model, variables, out_dir)}
   if primary:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, RESULTS_FILE), 'w') as f:

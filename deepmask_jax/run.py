@@ -4,6 +4,7 @@ from deepmask_jax import families
 from deepmask_jax.config_renames import apply_renames
 from deepmask_jax.errors import InputError
 from deepmask_jax.train.parallel import initialize_distributed
+from deepmask_jax.train.resume_check import allows_changes
 
 MODES = ('train', 'eval')
 
@@ -21,7 +22,7 @@ def run(config, workdir: str, multihost: bool = False) -> dict:
     initialize_distributed()
   if config.mode == 'train':
     from deepmask_jax.train.trainer import train_and_evaluate
-    return train_and_evaluate(config, workdir,
-                              families.get_family(config.model))
+    allows_changes(config)  # A bad value fails before the config is resolved.
+    return train_and_evaluate(families.bind(config), workdir)
   from deepmask_jax.evaluate import evaluate_checkpoint
   return evaluate_checkpoint(config, workdir)

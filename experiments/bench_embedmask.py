@@ -31,7 +31,7 @@ from pycocotools import mask as mask_utils
 from deepmask_jax.families.embedmask.geometry import (LANDSCAPE,
                                                      DetectionGeometry)
 from deepmask_jax.families.embedmask.random_batches import detection_batch
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind, get_family
 from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from deepmask_jax.train.trainer import setup
 
@@ -64,10 +64,10 @@ def inference(config, model, variables, image, **overrides) -> dict:
   return stages
 
 
-def training(config, family) -> float:
+def training(config) -> float:
   """Images/s of the jitted train step at the landscape canvas."""
   config.batch_size = FLAGS.train_batch
-  _, runner, state = setup(config, family)
+  _, runner, state = setup(bind(config))
   state = runner.replicate(state)
   batch = detection_batch(config, 0, DetectionGeometry.from_config(
       config.detection).canvas_shapes()[LANDSCAPE])
@@ -102,7 +102,7 @@ def main(argv):
           f'{stages["rle"] * 1e3:.0f} ms for {stages["detections"]} '
           f'detections; {1 / total:.2f} images/s end to end')
   if FLAGS.train_steps:
-    rate = training(config, family)
+    rate = training(config)
     print(f'training: {rate:.2f} images/s (batch {FLAGS.train_batch}, '
           f'{jax.device_count()} device(s))')
 

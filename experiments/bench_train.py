@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.models import backend_forms
 from deepmask_jax.train.trainer import setup
@@ -47,7 +47,7 @@ def random_batch(config, head: str, rng: np.random.Generator) -> dict:
 
 def measure(config, steps: int) -> dict:
   """{'compile_s', 'per_head': {head: patches/s}, 'mixed': patches/s}."""
-  _, runner, state = setup(config, get_family(config.model))
+  _, runner, state = setup(bind(config))
   state = runner.replicate(state)
   rng = np.random.default_rng(0)
   heads = ['mask', 'score'] if config.patch.hfreq > 0 else ['mask']

@@ -48,9 +48,9 @@ def with_dtype(config, dtype: str):
 
 
 def train(config, workdir: str) -> None:
-  from deepmask_jax.families import get_family
+  from deepmask_jax.families import bind
   from deepmask_jax.train.trainer import train_and_evaluate
-  train_and_evaluate(config, workdir, get_family(config.model))
+  train_and_evaluate(bind(config), workdir)
 
 
 def checkpoint(workdir: str, step: int):

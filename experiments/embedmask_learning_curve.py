@@ -75,9 +75,9 @@ def main(argv):
   from deepmask_jax.train.trainer import train_and_evaluate  # pylint: disable=g-import-not-at-top
   config = with_curve_validation(FLAGS.config, FLAGS.points)
   rows = []
-  family = recording(families.get_family(config.model), rows,
+  family = recording(families.bind(config), rows,
                      config.eval_every_steps, config.solver.max_iter)
-  train_and_evaluate(config, FLAGS.workdir, family)
+  train_and_evaluate(family, FLAGS.workdir)
   print_table(rows)
   with open(os.path.join(FLAGS.workdir, 'learning_curve.json'), 'w') as f:
     json.dump(rows, f, indent=2)

@@ -48,9 +48,11 @@ def imported_modules(path, prefix: str = 'deepmask_jax') -> set:
 
 
 def family_of(module: str):
-  """'deepmask' for deepmask_jax.families.deepmask.x; None outside a family package."""
+  """'deepmask' for deepmask_jax.families.deepmask.x; None outside a family
+  package (the families' shared modules, base and bound, included)."""
   parts = module.split('.')
-  if module.startswith(FAMILIES + '.') and len(parts) > 2 and parts[2] != 'base':
+  if (module.startswith(FAMILIES + '.') and len(parts) > 2
+      and (PACKAGE / 'families' / parts[2]).is_dir()):
     return parts[2]
   return None
 

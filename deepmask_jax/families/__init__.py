@@ -1,7 +1,7 @@
 """Model families behind one interface (base.Family), found by `config.model`.
 
-    family = get_family(config.model)
-    model = family.build_model(config)
+    family = bind(config)  # config.model's family, config resolved once.
+    model = family.build_model()
 
 Each family is a package (families/deepmask/, families/embedmask/) that
 imports the shared layers and no other family; the shared layers import no
@@ -14,6 +14,7 @@ import importlib
 
 from deepmask_jax.errors import InputError
 from deepmask_jax.families.base import Family
+from deepmask_jax.families.bound import BoundFamily
 from deepmask_jax.models.store import load_model
 
 # config.model -> (module, class) of its family: the one line a new family adds.
@@ -36,19 +37,33 @@ def get_family(name: str) -> Family:
   return _LOADED[name]
 
 
+def bind(config) -> BoundFamily:
+  """config.model's family bound to `config` resolved (Family.resolve_config,
+  run here once): what a training run uses."""
+  family = get_family(config.model)
+  return BoundFamily(family, family.resolve_config(config))
+
+
+def bind_resolved(config) -> BoundFamily:
+  """config.model's family bound to a config resolved already: one saved with
+  a trained model (checkpoint, model directory), or written out in full."""
+  return BoundFamily(get_family(config.model), config)
+
+
 def build_model(config):
-  """The model of `config.model` described by `config`."""
-  return get_family(config.model).build_model(config)
+  """The model of `config.model` described by `config` (resolved already)."""
+  return bind_resolved(config).build_model()
 
 
 def load(path: str):
-  """(family, model, variables, config) of a model directory or training workdir."""
+  """(bound family, model, variables) of a model directory or training
+  workdir; the family is bound to the model's saved config."""
   variables, config = load_model(path)
-  family = get_family(config.model)
-  return family, family.build_model(config), variables, config
+  family = bind_resolved(config)
+  return family, family.build_model(), variables
 
 
 def predictor_from_path(path: str, **overrides):
   """The family's inference object for a model directory or training workdir."""
-  family, model, variables, config = load(path)
-  return family.predictor(config, model, variables, **overrides)
+  family, model, variables = load(path)
+  return family.predictor(model, variables, **overrides)

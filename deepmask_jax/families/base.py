@@ -6,8 +6,10 @@ per-device losses and optimisation, how it is validated during training and
 evaluated afterwards, which figure ranks its checkpoints, and its inference.
 The trainer (deepmask_jax/train/trainer.py), the data-parallel wrapper,
 checkpointing, `main`, checkpoint evaluation (deepmask_jax/evaluate.py) and
-the image CLI (deepmask_jax/propose.py) call only these methods. Every
-method takes the config first, then the model, then what it works on.
+the image CLI (deepmask_jax/propose.py) call only these methods, through
+a family bound to its resolved config (families.bind, families/bound.py).
+Every method here takes the config first, then the model, then what it works
+on: pure functions of the config, which the bound family fills in.
 
 Families sit at the top of the import graph (they use train/, evaluation/
 and inference/); the layers below never import them. TensorFlow is imported
@@ -15,12 +17,12 @@ only inside the batch-source methods.
 """
 
 import abc
-import os
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from deepmask_jax.evaluation.prediction_images import DRAWN as PREDICTIONS_DRAWN
 from deepmask_jax.evaluation.prediction_images import prediction_images
 from deepmask_jax.inference.predictor import Predictor
+from deepmask_jax.train.validation_source import ValidationSource
 
 # variables -> flat dict of scalar figures (a validation pass).
 Validator = Callable[[dict], dict]
@@ -56,8 +58,8 @@ class Family(abc.ABC):
     """Endless training batches from `start_step`; batch t depends on (seed, t) only."""
 
   @abc.abstractmethod
-  def validation_batches(self, config) -> Iterable:
-    """What the validator reads during training (a fixed stream)."""
+  def validation_source(self, config) -> ValidationSource:
+    """What the validator reads during training (a fixed split or stream)."""
 
   @abc.abstractmethod
   def batch_keys(self, config) -> dict:
@@ -84,24 +86,19 @@ class Family(abc.ABC):
     """Training steps of the whole schedule."""
 
   @abc.abstractmethod
-  def validator(self, config, model, source, shard: Shard) -> Validator:
-    """variables -> flat dict of scalar figures, on `source(config)`; batches
-    go to the devices through `shard` (DataParallel.evaluation_shard)."""
+  def validator(self, config, model, source: ValidationSource,
+                shard: Shard) -> Validator:
+    """variables -> flat dict of scalar figures on `source` (the family's
+    validation_source or the trainer's replacement); batches go to the
+    devices through `shard` (DataParallel.evaluation_shard)."""
 
-  def validation_images(self, config, source) -> tuple:
-    """(COCO json, image folder) of the validation images; `source` is what
-    the validator reads (the family's validation_batches or a replacement)."""
-    data = config.data
-    return (os.path.join(data.root, data.val_json),
-            os.path.join(data.root, data.val_images))
-
-  def prediction_images(self, config, model, source) -> Callable | None:
+  def prediction_images(self, config, model,
+                        source: ValidationSource) -> Callable | None:
     """variables -> {name: [H, W, 3] uint8}: the family's predictions drawn
-    over the first `config.tensorboard_images` validation images, written to
-    TensorBoard at each validation; None draws nothing (0, or no images)."""
+    over the first `config.tensorboard_images` images of `source`, written
+    to TensorBoard at each validation; None draws nothing (0, or no images)."""
     return prediction_images(
-        config.get('tensorboard_images', 0),
-        *self.validation_images(config, source),
+        config.get('tensorboard_images', 0), source.json_path, source.image_dir,
         lambda variables: self.predictor(config, model, variables,
                                          results_per_image=PREDICTIONS_DRAWN))
 

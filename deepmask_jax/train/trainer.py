@@ -1,6 +1,7 @@
-"""`train_and_evaluate(config, workdir, family)`: the training loop of every family.
+"""`train_and_evaluate(family, workdir)`: the training loop of every family.
 
-The family (deepmask_jax/families) supplies the model, batches, per-device
+The family (deepmask_jax/families), bound to its resolved config
+(families.bind(config)), supplies the config, model, batches, per-device
 losses, optimisation, validation (figures, and prediction images for
 TensorBoard) and the ranking of checkpoints; this loop names none of them.
 
@@ -29,6 +30,7 @@ from deepmask_jax.train.metric_writer import MetricWriter
 from deepmask_jax.train.parallel import DataParallel, check_batch_divisible
 from deepmask_jax.train.resume_check import allows_changes, check_resume
 from deepmask_jax.train.train_step import create_train_state, make_step_fns
+from deepmask_jax.train.validation_source import ValidationSource
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -63,36 +65,35 @@ def _check_and_log(pending: list, writer: MetricWriter, checkpoints) -> None:
   pending.clear()
 
 
-def _training_batches(source, config, start: int) -> feed.Batches:
+def _training_batches(source, start: int) -> feed.Batches:
   """`source`'s batches from step start + 1, errors as PipelineError."""
-  batches = source(config, start_step=start)
+  batches = source(start_step=start)
   if isinstance(batches, feed.Batches):
     return batches
   return feed.Batches(iter(batches), 'training batches', first=start + 1)
 
 
-def setup(config, family, devices=None):
-  """(model, DataParallel over `devices`, fresh TrainState) of a resolved config."""
-  model = family.build_model(config)
-  variables = with_pretrained_model(family.init_variables(config, model),
-                                    config)
-  optimization = family.optimization(config, variables['params'])
-  loss_fns = {head: family.loss_fn(config, model, head)
-              for head in optimization.heads}
+def setup(family, devices=None):
+  """(model, DataParallel over `devices`, fresh TrainState) of a bound family."""
+  config = family.config
+  model = family.build_model()
+  variables = with_pretrained_model(family.init_variables(model), config)
+  optimization = family.optimization(variables['params'])
+  loss_fns = {head: family.loss_fn(model, head) for head in optimization.heads}
   parallel = DataParallel(make_step_fns(optimization, loss_fns),
-                          family.batch_keys(config), config.parallel, devices)
+                          family.batch_keys(), config.parallel, devices)
   return model, parallel, create_train_state(config, variables, optimization)
 
 
-def _start(config, family, checkpoints: Checkpoints):
+def _start(family, checkpoints: Checkpoints):
   """(model, DataParallel, replicated TrainState): fresh, or resumed from the
   latest checkpoint once its config allows it (resume_check)."""
   step = checkpoints.latest_step()
   if step is not None:  # Checked before the model is even built.
-    for line in check_resume(checkpoints.saved_config(step), config,
+    for line in check_resume(checkpoints.saved_config(step), family.config,
                              checkpoints.workdir, step):
       print(line, flush=True)
-  model, parallel, state = setup(config, family)
+  model, parallel, state = setup(family)
   if step is not None:
     # Restored straight onto the devices it trains on: with several processes
     # a process cannot move its arrays onto the other processes' devices.
@@ -103,37 +104,36 @@ def _start(config, family, checkpoints: Checkpoints):
   return model, parallel, parallel.replicate(state)
 
 
-def train_and_evaluate(config, workdir: str, family, *, train_source=None,
-                       eval_source=None) -> dict:
+def train_and_evaluate(family, workdir: str, *, train_source=None,
+                       eval_source: ValidationSource | None = None) -> dict:
   """Trains `family`'s model in `workdir`; returns the last validation figures.
 
   Args:
-    config: a ConfigDict following deepmask_jax/config_schema.py.
+    family: the model family bound to its resolved config, a ConfigDict
+      following deepmask_jax/config_schema.py (families.bind(config)).
     workdir: checkpoints, TensorBoard files; resumed from if it has any.
-    family: the model family (deepmask_jax.families.get_family(config.model)).
-    train_source / eval_source: replacements for the family's batch sources
-      (`family.train_batches(config, start_step=...)` /
-      `family.validation_batches(config)`), e.g. in-memory batches.
+    train_source: replaces `family.train_batches`: (start_step=) -> batches
+      from that step on, e.g. in-memory batches.
+    eval_source: replaces `family.validation_source()`, e.g. a tiny split.
   """
+  config = family.config
   allows_changes(config)  # A bad --config.resume_changes fails first.
-  config = family.resolve_config(config)
   check_batch_divisible(config.batch_size)
   checkpoints = Checkpoints(workdir, config.keep_checkpoints)
   batches = writer = None
   try:
-    model, parallel, state = _start(config, family, checkpoints)
-    start, end = int(state.step), family.total_steps(config)
-    eval_source = eval_source or family.validation_batches
-    validate_fn = family.validator(config, model, eval_source,
+    model, parallel, state = _start(family, checkpoints)
+    start, end = int(state.step), family.total_steps()
+    eval_source = eval_source or family.validation_source()
+    validate_fn = family.validator(model, eval_source,
                                    parallel.evaluation_shard)
-    batches = _training_batches(train_source or family.train_batches, config,
-                                start)
+    batches = _training_batches(train_source or family.train_batches, start)
     writer = MetricWriter(workdir, end, config.batch_size, start,
                           family.sample_name)
     # Drawn by process 0 only, the one that writes TensorBoard files.
-    images_fn = (family.prediction_images(config, model, eval_source)
+    images_fn = (family.prediction_images(model, eval_source)
                  if writer.enabled else None)
-    return _train(config, family, parallel, state, (start, end), batches,
+    return _train(family, parallel, state, (start, end), batches,
                   (validate_fn, images_fn), checkpoints, writer)
   finally:
     if batches is not None:
@@ -145,13 +145,14 @@ def train_and_evaluate(config, workdir: str, family, *, train_source=None,
         writer.close()
 
 
-def _train(config, family, parallel, state, steps: tuple, batches,
+def _train(family, parallel, state, steps: tuple, batches,
            validation: tuple, checkpoints, writer) -> dict:
   """Steps (start, end] of the loop; returns the last validation figures.
 
   validation: (validate_fn, images_fn): variables -> figures, and variables
   -> TensorBoard images (or None).
   """
+  config = family.config
   start, end = steps
   validate_fn, images_fn = validation
   pending, figures = [], {}

@@ -60,8 +60,8 @@ def load_models(paths, **overrides) -> list[ViewerModel]:
   """
   models = []
   for path in paths:
-    family, model, variables, config = families.load(path)
-    predictor = family.predictor(config, model, variables, **overrides)
+    family, model, variables = families.load(path)
+    predictor = family.predictor(model, variables, **overrides)
     name = os.path.basename(os.path.normpath(path))
     models.append(ViewerModel(name, family.name, predictor,
                               check_output_categories(predictor)))

@@ -113,7 +113,7 @@ def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   path, out = str(tmp_path / 'em.pth'), str(tmp_path / 'em')
   pth_writer.write_legacy(path, maskrcnn_checkpoint(state))
   convert(path, out)
-  family, model, variables, config = families.load(out)
+  family, model, variables = families.load(out)
   assert family.name == 'embedmask' and isinstance(model, EmbedMask)
   images = _images(2)
   converted = read_weights(path)
@@ -123,9 +123,10 @@ def test_converted_embedmask_directory_loads_everywhere(tmp_path):
   assert type(predictor).__name__ == 'InstanceSegmenter'
   eval_config = get_config()
   eval_config.data.name = 'elsewhere'
-  family, _, _, merged, _ = evaluate.load_for_evaluation(eval_config, out)
-  assert family.name == 'embedmask' and merged.data.name == 'elsewhere'
-  assert merged.embedmask.num_classes == config.embedmask.num_classes
+  merged, _, _, _ = evaluate.load_for_evaluation(eval_config, out)
+  assert merged.name == 'embedmask' and merged.config.data.name == 'elsewhere'
+  assert (merged.config.embedmask.num_classes
+          == family.config.embedmask.num_classes)
   # Its trunk starts a training run (the MSRA layout: stride in the 1x1,
   # a frozen affine after every conv).
   run_config = tiny_embedmask_config(**{

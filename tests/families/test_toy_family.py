@@ -2,33 +2,18 @@
 trains, checkpoints, evaluates and predicts through the shared machinery."""
 
 import numpy as np
-import pytest
 
 from deepmask_jax import evaluate, families
 from deepmask_jax.train.trainer import train_and_evaluate
-from tests.conftest import tiny_config
-from tests.evaluation.conftest import write_tiny_split
 from tests.families import toy
 
 
-@pytest.fixture
-def toy_registered(monkeypatch):
-  """The toy family's registry line, for this test only."""
-  monkeypatch.setitem(families.REGISTRY, 'toy',
-                      ('tests.families.toy', 'ToyFamily'))
-  monkeypatch.setattr(families, '_LOADED', {})
-
-
 def test_toy_family_trains_checkpoints_evaluates_and_predicts(
-    tmp_path, toy_registered):
-  write_tiny_split(tmp_path / 'data', [(1, 'a'), (2, 'b')])
-  config = tiny_config(**{
-      'model': 'toy', 'batch_size': 8, 'eval_every_steps': 2,
-      'checkpoint_every_steps': 2, 'log_every_steps': 1,
-      'data.root': str(tmp_path / 'data'), 'data.val_json': 'val.json',
-      'data.val_images': 'images'})
+    tmp_path, register_family):
+  register_family('toy', 'tests.families.toy', 'ToyFamily')
+  config = toy.toy_config(tmp_path / 'data')
   workdir = str(tmp_path / 'work')
-  figures = train_and_evaluate(config, workdir, families.get_family('toy'))
+  figures = train_and_evaluate(families.bind(config), workdir)
   assert np.isfinite(figures['loss'])
 
   results = evaluate.evaluate_checkpoint(config, workdir)

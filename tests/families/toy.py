@@ -17,6 +17,9 @@ from deepmask_jax.inference.images import EncodedProposals, as_rgb
 from deepmask_jax.models.convolution import Conv
 from deepmask_jax.train.initialization import fresh_variables
 from deepmask_jax.train.optimizer import Optimization
+from deepmask_jax.train.validation_source import ValidationSource
+from tests.conftest import tiny_config
+from tests.evaluation.conftest import write_tiny_split
 
 SIDE = 16  # Training images: SIDE x SIDE, a bright square on a dark one.
 
@@ -31,6 +34,18 @@ def toy_batch(config, step: int) -> dict:
     image[y:y + SIDE // 2, x:x + SIDE // 2] += 0.8
     mask[y:y + SIDE // 2, x:x + SIDE // 2] = 1
   return {'image': images.astype(np.float32), 'mask': masks}
+
+
+def toy_config(root, model: str = 'toy'):
+  """Two steps of batch 8, validated and checkpointed at step 2, on a tiny
+  validation split written to `root`."""
+  write_tiny_split(root, [(1, 'a'), (2, 'b')])
+  return tiny_config(**{
+      'model': model, 'batch_size': 8, 'eval_every_steps': 2,
+      'checkpoint_every_steps': 2, 'log_every_steps': 1,
+      'data.root': str(root), 'data.val_json': 'val.json',
+      'data.val_images': 'images'})
+
 
 
 class ToyPredictor:
@@ -83,8 +98,10 @@ class ToyFamily(Family):
   def train_batches(self, config, *, start_step=0):
     return (toy_batch(config, step) for step in range(start_step + 1, 10**9))
 
-  def validation_batches(self, config):
-    return [toy_batch(config, 0)]  # Training uses steps 1, 2, ...
+  def validation_source(self, config):
+    # Batches of step 0 (training uses steps 1, 2, ...); images of config.data.
+    return ValidationSource.from_config(
+        config, batches=lambda: [toy_batch(config, 0)])
 
   def batch_keys(self, config):
     return {'mask': ('image', 'mask')}
@@ -113,7 +130,7 @@ class ToyFamily(Family):
       losses = [self.loss_fn(config, model, 'mask')(
           variables['params'], variables['constants'],
           shard(batch) if shard else batch, None)[0]
-                for batch in source(config)]
+                for batch in source.batches()]
       return {'loss': float(np.mean(losses))}
     return validate
 

@@ -1,8 +1,11 @@
 """Random in-memory batches with the input pipeline's layout, for train tests."""
 
+import functools
+
 import numpy as np
 
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
+from deepmask_jax.train.validation_source import ValidationSource
 
 
 def patch_batches(config, start_step: int = 0):
@@ -27,3 +30,11 @@ def eval_batches(config):
   # Whole batches holding config.validation_images patches (rounded up).
   for _ in range(-(-config.validation_images // config.batch_size)):
     yield next(stream)
+
+
+def sources(config) -> dict:
+  """train_and_evaluate's train_source and eval_source: these batches (the
+  validation images, for TensorBoard drawings, are config.data's)."""
+  return {'train_source': functools.partial(patch_batches, config),
+          'eval_source': ValidationSource.from_config(
+              config, batches=lambda: eval_batches(config))}

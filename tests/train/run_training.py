@@ -3,12 +3,13 @@
 python -m tests.train.run_training WORKDIR STEPS [NAN_AT_STEP]
 """
 
+import functools
 import os
 import sys
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
 
-from deepmask_jax.families import get_family  # pylint: disable=wrong-import-position
+from deepmask_jax.families import bind  # pylint: disable=wrong-import-position
 from deepmask_jax.train.trainer import train_and_evaluate  # pylint: disable=wrong-import-position
 from tests.conftest import tiny_config  # pylint: disable=wrong-import-position
 from tests.train import fake_batches  # pylint: disable=wrong-import-position
@@ -35,10 +36,12 @@ def poisoned_batches(nan_at: int):
 
 
 def main(workdir: str, steps: int, nan_at: int = 0) -> None:
-  source = poisoned_batches(nan_at) if nan_at else fake_batches.patch_batches
-  train_and_evaluate(resume_config(steps), workdir, get_family('deepmask'),
-                     train_source=source,
-                     eval_source=fake_batches.eval_batches)
+  config = resume_config(steps)
+  sources = fake_batches.sources(config)
+  if nan_at:
+    sources['train_source'] = functools.partial(poisoned_batches(nan_at),
+                                                config)
+  train_and_evaluate(bind(config), workdir, **sources)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind, get_family
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.train.initialization import fresh_variables
 from deepmask_jax.train.trainer import setup
@@ -65,8 +65,8 @@ def test_bf16_gradients_are_float32_and_follow_float32(kind):
 
 def test_bf16_train_steps_keep_float32_parameters_and_finite_loss():
   config = small_config(dtype='bfloat16', **{'patch.hfreq': 0.5})
-  family = get_family('deepmask')
-  _, runner, state = setup(config, family)
+  family = bind(config)
+  _, runner, state = setup(family)
   before = jax.device_get(state.params)
   state = runner.replicate(state)
   batches, heads = patch_batches(config), set()

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from deepmask_jax.families import build_model, get_family
+from deepmask_jax.families import bind, build_model, get_family
 from deepmask_jax.models.resnet import Trunk
 from deepmask_jax.models.store import save_model
 from tests.conftest import tiny_config
@@ -117,7 +117,7 @@ def test_init_from_refits_only_the_class_logits_for_other_classes(tmp_path):
   save_model(str(tmp_path / 'released'), source, released)
   config = _embedmask_with_classes(2)
   config.init_from = str(tmp_path / 'released')
-  _, _, state = setup(config, family, jax.devices()[:1])
+  _, _, state = setup(bind(config), jax.devices()[:1])
   flat_source = dict(jax.tree_util.tree_leaves_with_path(source['params']))
   refit = []
   for path, value in jax.tree_util.tree_leaves_with_path(state.params):

@@ -2,7 +2,7 @@
 
 import jax
 
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind, get_family
 from deepmask_jax.train.trainer import setup
 from tests.conftest import max_difference, tiny_config
 from tests.train.fake_batches import patch_batches
@@ -20,9 +20,9 @@ def small_config(**overrides):
 
 def run_steps(config, parallel, devices=None):
   """Parameters after STEPS steps alternating mask and score batches."""
-  family = get_family(config.model)
   config.parallel = parallel
-  _, runner, state = setup(config, family, devices)
+  family = bind(config)
+  _, runner, state = setup(family, devices)
   state = runner.replicate(state)
   batches = patch_batches(config)
   heads = []
@@ -64,11 +64,11 @@ def test_training_moves_only_the_groups_of_the_batch_head(eight_devices):
 
 def test_evaluation_shard_spreads_a_batch_over_the_mesh_and_none_under_pmap():
   config = small_config()
-  _, runner, _ = setup(config, get_family('deepmask'))
+  _, runner, _ = setup(bind(config))
   batch = patch_batches(config).__next__()
   sharded = runner.evaluation_shard({'image': batch['image']})['image']
   assert sharded.sharding == runner.sharded
   assert sharded.shape == batch['image'].shape
   config.parallel = 'pmap'
-  _, runner, _ = setup(config, get_family('deepmask'))
+  _, runner, _ = setup(bind(config))
   assert runner.evaluation_shard is None

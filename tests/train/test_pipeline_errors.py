@@ -7,6 +7,7 @@ tests/train/failing_pipeline_main.py) prints one line, exits 1 and the
 process ends; the quiet terminal holds no library log line, --verbose does.
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import threading
 import pytest
 
 from deepmask_jax.data import feed
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind
 from deepmask_jax.train.trainer import train_and_evaluate
 from tests.conftest import REPO
 from tests.train import fake_batches
@@ -35,12 +36,13 @@ def test_error_at_step_n_of_a_tf_data_stage_ends_training(tmp_path):
   outcome = {}
   config = resume_config(8)
   config.batch_size = 8  # The 8 virtual devices of tests/conftest.py.
+  sources = fake_batches.sources(config)
+  sources['train_source'] = functools.partial(
+      failing_pipeline_main.tf_data_source(2), config)
 
   def train():
     try:
-      train_and_evaluate(config, str(tmp_path), get_family('deepmask'),
-                         train_source=failing_pipeline_main.tf_data_source(2),
-                         eval_source=fake_batches.eval_batches)
+      train_and_evaluate(bind(config), str(tmp_path), **sources)
     except Exception as error:  # pylint: disable=broad-except
       outcome['error'] = error
 

@@ -12,7 +12,7 @@ import pytest
 
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.errors import CheckpointError, InputError
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind
 from deepmask_jax.train import trainer
 from deepmask_jax.train.checkpointing import Checkpoints
 from deepmask_jax.train.resume_check import (ALLOWED, check_arrays,
@@ -161,10 +161,9 @@ def run_config(**overrides):
 
 
 def train(config, workdir):
-  return trainer.train_and_evaluate(
-      config, str(workdir), get_family(config.model),
-      train_source=fake_batches.patch_batches,
-      eval_source=fake_batches.eval_batches)
+  family = bind(config)
+  return trainer.train_and_evaluate(family, str(workdir),
+                                    **fake_batches.sources(family.config))
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,6 @@
 """Each validation writes the family's prediction overlays to TensorBoard."""
 
+import functools
 import glob
 import io
 import os
@@ -9,8 +10,7 @@ from PIL import Image
 import pytest
 
 from deepmask_jax.families.embedmask.random_batches import detection_batches
-from deepmask_jax.families import get_family
-from deepmask_jax.families.embedmask.family import ValidationSplit
+from deepmask_jax.families import bind, get_family
 from deepmask_jax.train.trainer import train_and_evaluate
 from tests.conftest import tiny_config
 from tests.evaluation.conftest import write_tiny_split
@@ -31,15 +31,17 @@ def tensorboard_images(workdir) -> dict:
   return found
 
 
-def run(family_name, config, workdir, split_root, **sources):
+def run(config, workdir, split_root):
+  """Trains on random batches, validating on a tiny split; the images drawn."""
   json_path, image_dir = write_tiny_split(split_root, [(1, 'a'), (2, 'b'),
                                                        (5, 'c')])
-  if family_name == 'embedmask':
-    sources['eval_source'] = lambda c: ValidationSplit(json_path, image_dir, 2)
-  else:  # DeepMask validates on patches; its images come from config.data.
-    config.data.root = os.path.dirname(json_path)
-    config.data.val_json, config.data.val_images = 'val.json', 'images'
-  train_and_evaluate(config, workdir, get_family(family_name), **sources)
+  config.data.root = os.path.dirname(json_path)
+  config.data.val_json, config.data.val_images = 'val.json', 'images'
+  if config.model == 'embedmask':  # Validates on the split, as it is.
+    sources = {'train_source': functools.partial(detection_batches, config)}
+  else:  # Validates on patches, and draws on the split's images.
+    sources = fake_batches.sources(config)
+  train_and_evaluate(bind(config), workdir, **sources)
   return tensorboard_images(workdir)
 
 
@@ -47,17 +49,14 @@ def run(family_name, config, workdir, split_root, **sources):
 def test_validation_writes_prediction_images(tmp_path, family_name):
   if family_name == 'embedmask':
     config = tiny_embedmask_config(**{
-        'solver.max_iter': 2, 'eval_every_steps': 1, 'tensorboard_images': 1})
-    sources = {'train_source': detection_batches}
+        'solver.max_iter': 2, 'eval_every_steps': 1, 'tensorboard_images': 1,
+        'validation_images': 2})
   else:
     config = tiny_config(**{
         'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
         'maxload': 2, 'num_epochs': 1, 'eval_every_steps': 1,
         'validation_images': 8, 'tensorboard_images': 1})
-    sources = {'train_source': fake_batches.patch_batches,
-               'eval_source': fake_batches.eval_batches}
-  images = run(family_name, config, str(tmp_path / 'run'),
-               tmp_path / 'split', **sources)
+  images = run(config, str(tmp_path / 'run'), tmp_path / 'split')
   name = get_family(family_name).validation_name
   assert sorted(images) == [(f'{name}/predictions/first', 1),
                             (f'{name}/predictions/first', 2)]
@@ -69,7 +68,5 @@ def test_zero_tensorboard_images_writes_none(tmp_path):
       'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
       'maxload': 1, 'num_epochs': 1, 'validation_images': 8,
       'tensorboard_images': 0})
-  images = run('deepmask', config, str(tmp_path / 'run'), tmp_path / 'split',
-               train_source=fake_batches.patch_batches,
-               eval_source=fake_batches.eval_batches)
+  images = run(config, str(tmp_path / 'run'), tmp_path / 'split')
   assert not images

@@ -31,6 +31,7 @@ from deepmask_jax.train.initialization import (fresh_variables,
                                                with_pretrained_trunk)
 from deepmask_jax.train.optimizer import (Optimization, epoch_schedule,
                                           sgd_or_adam)
+from deepmask_jax.train.validation_source import ValidationSource
 
 # DeepMask config fields a SharpMask inherits from its DeepMask checkpoint.
 INHERITED_FIELDS = ('trunk', 'head')
@@ -65,9 +66,10 @@ class DeepMaskFamily(Family):
     from deepmask_jax.families.deepmask import input_pipeline  # TensorFlow lives there.
     return input_pipeline.train_batches(config, start_step=start_step)
 
-  def validation_batches(self, config):
+  def validation_source(self, config) -> ValidationSource:
     from deepmask_jax.families.deepmask import input_pipeline  # TensorFlow lives there.
-    return input_pipeline.eval_batches(config)
+    return ValidationSource.from_config(
+        config, batches=lambda: input_pipeline.eval_batches(config))
 
   def batch_keys(self, config) -> dict:
     return {'mask': ('image', 'mask'), 'score': ('image', 'score')}
@@ -103,7 +105,7 @@ class DeepMaskFamily(Family):
   def validator(self, config, model, source, shard):
     evaluator = PerPatchEvaluator(model, shard=shard)
     return lambda variables: evaluator.run(
-        variables, map(process_slice, source(config)))
+        variables, map(process_slice, source.batches()))
 
   def rank(self, figures: dict) -> tuple:
     return (figures['iou_0.7'], figures.get('mean', 0.0))

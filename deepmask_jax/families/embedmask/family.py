@@ -11,7 +11,6 @@ box AP. `--config.mode=eval` reports COCO segm and bbox AP with categories and
 the class-agnostic AR of the DeepMask harness.
 """
 
-import dataclasses
 import os
 import tempfile
 
@@ -34,6 +33,7 @@ from deepmask_jax.train.initialization import (fresh_variables,
 from deepmask_jax.train.optimizer import (Optimization, bias_aware_transform,
                                           warmup_multistep_schedule)
 from deepmask_jax.train.train_step import AXIS
+from deepmask_jax.train.validation_source import ValidationSource
 
 HEAD = 'instances'  # EmbedMask has one kind of batch.
 BATCH_KEYS = ('image', 'boxes', 'classes', 'valid', 'masks', 'mask_points')
@@ -45,14 +45,6 @@ VALIDATION_FIGURES = (
     ('segm', 'AP_medium'), ('segm', 'AP_large'), ('bbox', 'AP'),
     ('bbox', 'AP_small'), ('bbox', 'AP_medium'), ('bbox', 'AP_large'),
     ('segm', 'AR@100'))
-
-
-@dataclasses.dataclass(frozen=True)
-class ValidationSplit:
-  """The images validated during training."""
-  json_path: str
-  image_dir: str
-  max_images: int
 
 
 def trainable_prefixes(params: dict, freeze_at: int) -> tuple:
@@ -122,13 +114,10 @@ class EmbedMaskFamily(Family):
     from deepmask_jax.families.embedmask import pipeline as detection_pipeline  # TensorFlow.
     return detection_pipeline.train_batches(config, start_step=start_step)
 
-  def validation_batches(self, config):
+  def validation_source(self, config) -> ValidationSource:
     from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
     ensure_synthetic(config.data)
-    root = config.data.root
-    return ValidationSplit(os.path.join(root, config.data.val_json),
-                           os.path.join(root, config.data.val_images),
-                           int(config.validation_images))
+    return ValidationSource.from_config(config)  # Whole images, no batches.
 
   def batch_keys(self, config) -> dict:
     return {HEAD: BATCH_KEYS}
@@ -163,12 +152,11 @@ class EmbedMaskFamily(Family):
 
   def validator(self, config, model, source, shard):
     del shard  # Whole images, one at a time, through the segmenter.
-    split = source(config)
     # Checked once, before training starts; the report is printed once.
-    ground_truth = load_ground_truth(split.json_path, split.image_dir)
+    ground_truth = load_ground_truth(source.json_path, source.image_dir)
     categories = check_categories(
         categories_of(config.embedmask), ground_truth.coco.dataset['categories'],
-        True, split.json_path, consequence='checkpoints are ranked by AP with '
+        True, source.json_path, consequence='checkpoints are ranked by AP with '
         'categories, so validation needs the training categories')
     if not categories.class_aware:
       raise DataError(categories.line)
@@ -182,17 +170,13 @@ class EmbedMaskFamily(Family):
       segmenter.variables = jax.device_put(variables)
       with tempfile.TemporaryDirectory() as out_dir:
         figures = evaluate_per_image(segmenter, ground_truth, out_dir,
-                                     max_images=split.max_images,
+                                     max_images=source.num_images,
                                      verbose=False)
       flat = {f'{kind}_{name}': figures[kind][name]
               for kind, name in VALIDATION_FIGURES}
       flat['images'] = figures['num_images']
       return flat
     return validate
-
-  def validation_images(self, config, source) -> tuple:
-    split = source(config)
-    return split.json_path, split.image_dir
 
   def rank(self, figures: dict) -> tuple:
     return (figures['segm_AP'], figures['bbox_AP'])

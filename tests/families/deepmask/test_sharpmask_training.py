@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from deepmask_jax.families import build_model, get_family
+from deepmask_jax.families import bind, build_model, get_family
 from deepmask_jax.models.store import load_model, save_model
 from deepmask_jax.train.trainer import train_and_evaluate
 from tests.conftest import tiny_config
@@ -20,10 +20,9 @@ def test_sharpmask_trains_refinement_only(tmp_path):
       'patch.hfreq': 0.0, 'patch.label_size': 64, 'momentum': 0.0,
       'weight_decay': 0.0, 'batch_size': 8, 'maxload': 3, 'num_epochs': 1,
       'eval_every_steps': 3, 'checkpoint_every_steps': 3, 'validation_images': 8})
-  figures = train_and_evaluate(config, str(tmp_path / 'sm'),
-                               get_family('sharpmask'),
-                               train_source=fake_batches.patch_batches,
-                               eval_source=fake_batches.eval_batches)
+  family = bind(config)  # Patches of the DeepMask's geometry.
+  figures = train_and_evaluate(family, str(tmp_path / 'sm'),
+                               **fake_batches.sources(family.config))
   assert figures['patches'] == 8
   trained, trained_config = load_model(str(tmp_path / 'sm'))
   assert trained_config.model == 'sharpmask'

@@ -1,5 +1,7 @@
 """EmbedMask's family: the data-parallel step, the solver, resume, validation."""
 
+import functools
+
 from flax import traverse_util
 import jax
 import numpy as np
@@ -7,11 +9,11 @@ import pytest
 
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.errors import DataError
-from deepmask_jax.families import get_family
-from deepmask_jax.families.embedmask.family import ValidationSplit
+from deepmask_jax.families import bind, get_family
 from deepmask_jax.models.store import load_training_checkpoint
 from deepmask_jax.train.optimizer import select
 from deepmask_jax.train.trainer import setup, train_and_evaluate
+from deepmask_jax.train.validation_source import ValidationSource
 from tests.conftest import max_difference, with_overrides
 from tests.evaluation.conftest import write_tiny_split
 from deepmask_jax.families.embedmask.random_batches import detection_batch, detection_batches
@@ -40,7 +42,7 @@ def tiny_embedmask_config(**overrides):
 
 
 def run_steps(config, steps, devices=None):
-  _, runner, state = setup(config, FAMILY, devices)
+  _, runner, state = setup(bind(config), devices)
   state = runner.replicate(state)
   for step in range(steps):
     state, metrics = runner.step(state, detection_batch(config, step),
@@ -124,27 +126,32 @@ def test_learning_rate_warms_up_then_steps_down():
        base * 0.01], rtol=1e-6)
 
 
-def _validation_split(root):
+def _validation_source(root):
   """Two 64-px images whose categories are the tiny model's."""
   json_path, image_dir = write_tiny_split(root, [(1, 'a'), (2, 'b'), (5, 'c')])
-  return lambda config: ValidationSplit(json_path, image_dir, 2)
+  return ValidationSource(json_path, image_dir, num_images=2)
+
+
+def _train(config, workdir, eval_source):
+  """train_and_evaluate on random batches; the last validation figures."""
+  return train_and_evaluate(
+      bind(config), str(workdir), eval_source=eval_source,
+      train_source=functools.partial(detection_batches, config))
 
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
   config = tiny_embedmask_config(**{
       'solver.max_iter': 4, 'checkpoint_every_steps': 2,
       'eval_every_steps': 4, 'log_every_steps': 2})
-  kwargs = dict(train_source=detection_batches,
-                eval_source=_validation_split(tmp_path / 'val'))
-  figures = train_and_evaluate(config, str(tmp_path / 'full'), FAMILY,
-                               **kwargs)
+  source = _validation_source(tmp_path / 'val')
+  figures = _train(config, tmp_path / 'full', source)
   assert figures['images'] == 2 and 0.0 <= figures['segm_AP'] <= 1.0
   half = tiny_embedmask_config(**{
       'solver.max_iter': 2, 'checkpoint_every_steps': 2,
       'eval_every_steps': 100})
-  train_and_evaluate(half, str(tmp_path / 'split'), FAMILY, **kwargs)
+  _train(half, tmp_path / 'split', source)
   config.solver.max_iter = 4
-  train_and_evaluate(config, str(tmp_path / 'split'), FAMILY, **kwargs)
+  _train(config, tmp_path / 'split', source)
   # The final step of each run, whichever checkpoint ranks best.
   full, _ = load_training_checkpoint(str(tmp_path / 'full'), step=4)
   split, saved = load_training_checkpoint(str(tmp_path / 'split'), step=4)
@@ -165,5 +172,5 @@ def test_validation_split_of_other_categories_fails_before_training(
                                                      (2, 'b'), (5, 'c')])
   config = tiny_embedmask_config()
   with pytest.raises(DataError, match='categories differ.*ranked by AP'):
-    FAMILY.validator(config, None,
-                     lambda _: ValidationSplit(json_path, image_dir, 2), None)
+    FAMILY.validator(config, None, ValidationSource(json_path, image_dir, 2),
+                     None)

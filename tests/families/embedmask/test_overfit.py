@@ -25,14 +25,13 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from deepmask_jax.families.embedmask.sampler import reference_boxes
-from deepmask_jax.families import get_family
+from deepmask_jax.families import bind
 from deepmask_jax.families.embedmask.segmenter import InstanceSegmenter
 from deepmask_jax.families.embedmask import fcos_geometry
 from deepmask_jax.families.embedmask.targets import fcos_targets
 from deepmask_jax.train.trainer import setup
 from tests.families.embedmask.test_family import tiny_embedmask_config
 
-FAMILY = get_family('embedmask')
 SIDE = 256
 CLASSES = ('ellipse', 'rectangle', 'triangle')
 COLOURS = ((220, 40, 40), (40, 200, 60), (50, 70, 230))
@@ -163,7 +162,8 @@ def test_tiny_embedmask_memorises_every_size_and_level(tmp_path):
   samples = [render(objects, seed) for seed, objects in enumerate(IMAGES)]
   write_coco(tmp_path, samples)
   config = overfit_config(tmp_path)
-  model, runner, state = setup(config, FAMILY, jax.devices()[:1])
+  family = bind(config)
+  model, runner, state = setup(family, jax.devices()[:1])
   variables = {'params': state.params, 'constants': state.constants}
   batch = training_batch(config, samples,
                          InstanceSegmenter(model, variables, config))
@@ -180,7 +180,7 @@ def test_tiny_embedmask_memorises_every_size_and_level(tmp_path):
   assert np.isfinite(float(metrics['loss']))
   variables = jax.device_get({'params': state.params,
                               'constants': state.constants})
-  figures = FAMILY.evaluate(config, model, variables, str(tmp_path / 'eval'))
+  figures = family.evaluate(model, variables, str(tmp_path / 'eval'))
   assert figures['num_images'] == len(IMAGES)
   assert figures['bbox']['AP'] >= 0.9, figures['bbox']
   for size in ('AP_small', 'AP_medium', 'AP_large'):  # P3 to P7 boxes alike.
