@@ -47,12 +47,12 @@ def run(family_name, config, workdir, split_root, **sources):
 def test_validation_writes_prediction_images(tmp_path, family_name):
   if family_name == 'embedmask':
     config = tiny_embedmask_config(**{
-        'solver.max_iter': 2, 'eval_every_steps': 1, 'tensorboard_images': 1})
+        'schedule.total_steps': 2, 'eval_every_steps': 1, 'tensorboard_images': 1})
     sources = {'train_source': detection_batches}
   else:
     config = tiny_config(**{
         'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
-        'maxload': 2, 'num_epochs': 1, 'eval_every_steps': 1,
+        'schedule.total_steps': 2, 'eval_every_steps': 1,
         'validation_images': 8, 'tensorboard_images': 1})
     sources = {'train_source': fake_batches.patch_batches,
                'eval_source': fake_batches.eval_batches}
@@ -67,7 +67,7 @@ def test_validation_writes_prediction_images(tmp_path, family_name):
 def test_zero_tensorboard_images_writes_none(tmp_path):
   config = tiny_config(**{
       'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
-      'maxload': 1, 'num_epochs': 1, 'validation_images': 8,
+      'schedule.total_steps': 1, 'validation_images': 8,
       'tensorboard_images': 0})
   images = run('deepmask', config, str(tmp_path / 'run'), tmp_path / 'split',
                train_source=fake_batches.patch_batches,
