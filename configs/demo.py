@@ -40,10 +40,9 @@ def get_config():
   config.optimizer = 'adam'
   config.weight_decay = 0.0
   config.batch_size = 16
-  config.maxload = 500
-  config.num_epochs = 8
-  config.learning_rates = (2e-3, 1e-3, 2.5e-4)
-  config.lr_boundaries_epochs = (6, 7)
+  config.schedule.total_steps = 4000
+  config.schedule.learning_rates = (2e-3, 1e-3, 2.5e-4)
+  config.schedule.boundaries = (3000, 3500)
   config.checkpoint_every_steps = 500
   config.eval_every_steps = 2000
   config.validation_images = 320  # 20 batches of 16 patches.

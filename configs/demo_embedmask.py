@@ -38,11 +38,11 @@ def get_config():
   config.optimizer = 'adam'
   config.weight_decay = 0.0
   config.batch_size = 4
-  config.solver.base_lr = 1e-3
-  config.solver.reference_batch = 4
-  config.solver.warmup_iters = 200
-  config.solver.steps = (2700, 3300)
-  config.solver.max_iter = 3600
+  config.schedule.learning_rates = (1e-3, 1e-4, 1e-5)
+  config.schedule.reference_batch = 4
+  config.schedule.warmup_steps = 200
+  config.schedule.boundaries = (2700, 3300)
+  config.schedule.total_steps = 3600
   config.checkpoint_every_steps = 600
   config.eval_every_steps = 1200
   config.validation_images = 50  # Validation images per validation pass.

@@ -19,8 +19,8 @@ def get_config():
   config.patch.hfreq = 0.0
   config.patch.label_size = config.patch.object_window
   config.refine.km = 64
-  config.num_epochs = 3  # 1500 steps; the rate drops after 1000.
-  config.learning_rates = (5e-4, 2.5e-4, 1e-4)
-  config.lr_boundaries_epochs = (2, 3)
+  config.schedule.total_steps = 1500  # The rate drops after 1000.
+  config.schedule.learning_rates = (5e-4, 2.5e-4, 1e-4)
+  config.schedule.boundaries = (1000, 1500)
   config.eval_every_steps = 1500
   return config

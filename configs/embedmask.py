@@ -17,6 +17,7 @@ those, docs/convert.md section 4).
 """
 
 from deepmask_jax.config_schema import get_config as base_config
+from deepmask_jax.families.embedmask.defaults import schedule_defaults
 
 
 def get_config():
@@ -34,6 +35,7 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 1e-4
   config.optimizer = 'sgd'
+  config.schedule = schedule_defaults()  # The 1x schedule at batch 16.
   config.checkpoint_every_steps = 2500
   config.eval_every_steps = 10000
   config.validation_images = 500  # Per validation pass.

@@ -17,6 +17,6 @@ def get_config():
   config.patch.label_size = 160
   config.momentum = 0.0
   config.weight_decay = 0.0
-  config.lr_boundaries_epochs = (50, 80)
+  config.schedule.boundaries = (50 * 4000, 80 * 4000)  # Epochs of 4000 batches.
   config.deepmask_checkpoint = 'runs/deepmask'
   return config

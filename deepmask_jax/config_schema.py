@@ -13,7 +13,8 @@ import os
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from deepmask_jax.families.deepmask.defaults import inference_defaults
+from deepmask_jax.families.deepmask.defaults import (inference_defaults,
+                                                     schedule_defaults)
 from deepmask_jax.families.embedmask.defaults import (detection_defaults,
                                                       embedmask_defaults)
 
@@ -108,10 +109,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Optimisation (TrainerDeepMask): SGD momentum 0.9, wd 5e-4, lr steps.
   config.batch_size = 32  # Global batch, split over all devices.
-  config.maxload = 4000  # Batches per "epoch".
-  config.num_epochs = 300
-  config.learning_rates = (1e-3, 5e-4, 1e-4)
-  config.lr_boundaries_epochs = (50, 120)  # lr changes after these epochs.
+  # The learning-rate schedule in steps, one section for every family
+  # (DeepMask's here; configs/embedmask.py sets EmbedMask's 1x schedule).
+  config.schedule = schedule_defaults()
+  # Old names (config_renames.py): epochs of `maxload` batches, EmbedMask's
+  # solver section.
+  config.maxload = placeholder(int)
+  config.num_epochs = placeholder(int)
+  config.learning_rates = placeholder(tuple)
+  config.lr_boundaries_epochs = placeholder(tuple)
+  config.solver = old_solver_names()
   config.optimizer = 'sgd'  # 'sgd' (the reference) or 'adam' (from-scratch demos).
   config.momentum = 0.9
   config.weight_decay = 5e-4
@@ -160,22 +167,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.embedmask.detections_per_image = placeholder(int)  # Old name.
   # Full-image detection batches (EmbedMask): resize, canvases, ground truth.
   config.detection = detection_defaults()
-  # Solver of full-image families (EmbedMask): warmup, steps, bias factor.
-  config.solver = solver_defaults()
   return config
 
 
-def solver_defaults() -> ml_collections.ConfigDict:
-  """maskrcnn-benchmark's SOLVER for the 1x schedule at batch 16."""
+def old_solver_names() -> ml_collections.ConfigDict:
+  """Placeholders of the old `config.solver` fields (config_renames.py)."""
   cfg = ml_collections.ConfigDict()
-  cfg.base_lr = 0.01  # At batch 16; scaled linearly with config.batch_size.
-  cfg.reference_batch = 16
-  cfg.bias_lr_factor = 2.0
-  cfg.weight_decay_bias = 0.0
-  cfg.warmup_factor = 1.0 / 3
-  cfg.warmup_iters = 500
-  cfg.steps = (60000, 80000)  # lr x gamma after these iterations.
-  cfg.gamma = 0.1
-  cfg.max_iter = 90000
+  for name in ('base_lr', 'warmup_factor', 'gamma', 'bias_lr_factor',
+               'weight_decay_bias'):
+    cfg[name] = placeholder(float)
+  for name in ('reference_batch', 'warmup_iters', 'max_iter'):
+    cfg[name] = placeholder(int)
+  cfg.steps = placeholder(tuple)
   return cfg
-

@@ -1,7 +1,7 @@
 r"""bf16 against float32 on the demo DeepMask: training accuracy and inference AR.
 
   python experiments/bf16_accuracy.py --config=configs/demo.py \
-      --workdir=runs/bf16_accuracy [--config.num_epochs=4 ...]
+      --workdir=runs/bf16_accuracy [--config.schedule.total_steps=2000 ...]
 
 Issue 9's criteria, checked in one run:
   (a) training: the demo DeepMask trained in bfloat16 reaches a per-patch mean
@@ -13,7 +13,7 @@ Issue 9's criteria, checked in one run:
       --ar_tolerance (0.01).
 The two runs train in WORKDIR/float32 and WORKDIR/bfloat16 (resumed, or taken
 as they are when already trained); any config field can be overridden, e.g.
-fewer steps with --config.num_epochs. Prints the figures and PASS/FAIL and
+fewer steps with --config.schedule.total_steps. Prints the figures and PASS/FAIL and
 writes them to WORKDIR/bf16_accuracy.json.
 """
 
@@ -99,8 +99,9 @@ def verdict(name: str, a: float, b: float, tolerance: float) -> bool:
 
 def main(argv):
   del argv
+  from deepmask_jax.config_renames import apply_renames
   from deepmask_jax.data.synthetic import ensure_synthetic  # No TF.
-  config = FLAGS.config
+  config = apply_renames(FLAGS.config)  # Old names (e.g. num_epochs) too.
   if config.model != 'deepmask':
     raise app.UsageError(f'compares DeepMask training; got {config.model}')
   ensure_synthetic(config.data)

@@ -2,7 +2,8 @@ r"""EmbedMask's learning curve: mask and box AP (by size too) along a training r
 
   python experiments/embedmask_learning_curve.py \
       --config=configs/demo_embedmask.py --workdir=runs/curve [--points=4] \
-      [--config.solver.max_iter=3600 --config.solver.steps='(2700,3300)' ...]
+      [--config.schedule.total_steps=3600 \
+       --config.schedule.boundaries='(2700,3300)' ...]
 
 Trains the config from scratch in WORKDIR (resumed if it holds checkpoints)
 and validates `--points` times, evenly spaced, on every val image
@@ -37,7 +38,7 @@ COLUMNS = ('segm_AP', 'segm_AP_small', 'segm_AP_medium', 'segm_AP_large',
 
 def with_curve_validation(config, points: int):
   """The config validating `points` times on the whole val split."""
-  config.eval_every_steps = max(1, config.solver.max_iter // points)
+  config.eval_every_steps = max(1, config.schedule.total_steps // points)
   config.checkpoint_every_steps = config.eval_every_steps
   config.validation_images = config.evaluation.max_images
   return config
@@ -72,11 +73,12 @@ def print_table(rows: list) -> None:
 def main(argv):
   del argv
   from deepmask_jax import families  # pylint: disable=g-import-not-at-top
+  from deepmask_jax.config_renames import apply_renames  # pylint: disable=g-import-not-at-top
   from deepmask_jax.train.trainer import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  config = with_curve_validation(FLAGS.config, FLAGS.points)
+  config = with_curve_validation(apply_renames(FLAGS.config), FLAGS.points)
   rows = []
   family = recording(families.bind(config), rows,
-                     config.eval_every_steps, config.solver.max_iter)
+                     config.eval_every_steps, config.schedule.total_steps)
   train_and_evaluate(family, FLAGS.workdir)
   print_table(rows)
   with open(os.path.join(FLAGS.workdir, 'learning_curve.json'), 'w') as f:

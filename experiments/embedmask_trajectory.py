@@ -132,8 +132,9 @@ def _run_config(file_config, batch: int, canvas):
   config.detection.min_size, config.detection.max_size = min(canvas), max(
       canvas)
   config.detection.max_instances = 4
-  config.solver.warmup_iters = _WARMUP.value
-  config.solver.steps = (_MILESTONE.value,)
+  config.schedule.warmup_steps = _WARMUP.value
+  config.schedule.boundaries = (_MILESTONE.value,)
+  config.schedule.learning_rates = config.schedule.learning_rates[:2]
   return config
 
 
@@ -155,14 +156,15 @@ def _torch_trainer(model, config):
   import torch  # pylint: disable=import-outside-toplevel
   import torch_embedmask  # pylint: disable=import-outside-toplevel
   from torch_embedmask_loss import embedmask_losses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  solver, em = config.solver, config.embedmask
+  schedule, em = config.schedule, config.embedmask
+  rates = schedule.learning_rates
   dtype = getattr(torch, _TORCH_DTYPE.value)
   model.to(dtype)
   optimizer, scheduler = torch_embedmask.reference_optimizer(
-      model, solver.base_lr * config.batch_size / solver.reference_batch,
-      config.momentum, config.weight_decay, solver.bias_lr_factor,
-      solver.weight_decay_bias, solver.warmup_factor, solver.warmup_iters,
-      tuple(solver.steps), solver.gamma)
+      model, rates[0] * config.batch_size / schedule.reference_batch,
+      config.momentum, config.weight_decay, em.bias_lr_factor,
+      em.weight_decay_bias, schedule.warmup_factor, schedule.warmup_steps,
+      tuple(schedule.boundaries), rates[1] / rates[0])
   model.train()
 
   def step(batch):

@@ -195,7 +195,7 @@ class SideBySide:
       net.score_out.requires_grad_(False)
     optimizer = torch.optim.SGD(
         [p for p in net.parameters() if p.requires_grad],
-        lr=float(config.learning_rates[0]), momentum=float(config.momentum),
+        lr=float(config.schedule.learning_rates[0]), momentum=float(config.momentum),
         weight_decay=float(config.weight_decay))
 
     def run_torch():

@@ -78,7 +78,7 @@ _SYNTHETIC = _flags(**{'data.synthetic_train_images': 8,
                        'data.synthetic_image_size': 96})
 # DeepMask's trunk is TRUNK through layer3; patches of 32 + 2*16 px; one
 # pyramid scale in evaluation and proposals (each scale compiles its own).
-_TINY_DEEPMASK = _SHORT + _flags(maxload=2, num_epochs=1, **{
+_TINY_DEEPMASK = _SHORT + _flags(**{'schedule.total_steps': 2,
     'inference.scale_min': 0, 'inference.scale_max': 0,
     'trunk.stem_width': TRUNK['stem_width'],
     'trunk.widths': _tuple(TRUNK['widths'][:3]),
@@ -93,7 +93,7 @@ _TINY_EMBEDMASK = _SHORT + _flags(**{
     'trunk.depths': _tuple(TRUNK['depths']),
     'embedmask.fpn_channels': 8, 'embedmask.num_convs': 1,
     'detection.min_size': 64, 'detection.max_size': 64,
-    'solver.max_iter': 2, 'solver.warmup_iters': 1})
+    'schedule.total_steps': 2, 'schedule.warmup_steps': 1})
 # --config file -> flags appended to a `deepmask_jax.main` command (later
 # flags win, so a field the doc sets itself must not be set here).
 OVERRIDES = {

@@ -1,5 +1,6 @@
 """Old config names still work for one release: moved to the new name, one line."""
 
+import json
 import sys
 
 import numpy as np
@@ -12,7 +13,9 @@ from deepmask_jax.config_renames import apply_renames
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.families import predictor_from_path
 from deepmask_jax.models.store import config_from_json, save_model
+from deepmask_jax.train.resume_check import config_changes
 from tests.conftest import REPO
+from tests.train.test_optimizer import config_file, stored_with_old_names
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +98,56 @@ def test_a_set_new_name_wins_over_the_old_one(capsys):
   assert deprecation_lines(capsys.readouterr().out) == [
       'warning: deprecated config names (they go in the next release): '
       'eval_batches ignored (validation_images is set)']
+
+
+def test_old_epoch_overrides_become_steps_with_one_line(monkeypatch, capsys):
+  config = command_line_config(monkeypatch, '--config.maxload=4',
+                               '--config.num_epochs=2',
+                               '--config.learning_rates=(1e-3,1e-4)',
+                               '--config.lr_boundaries_epochs=(1,)')
+  apply_renames(config)
+  assert config.schedule.total_steps == 2 * 4
+  assert config.schedule.boundaries == (4,)
+  assert config.schedule.learning_rates == (1e-3, 1e-4)
+  assert not {'maxload', 'num_epochs', 'learning_rates', 'solver'} & set(config)
+  lines = deprecation_lines(capsys.readouterr().out)
+  assert len(lines) == 1 and 'schedule.total_steps 8' in lines[0]
+
+
+def test_maxload_alone_rescales_the_epochs_of_the_schedule(monkeypatch):
+  # Old meaning: 300 epochs, the rate dropping after epochs 50 and 120.
+  config = apply_renames(command_line_config(monkeypatch, '--config.maxload=4'))
+  assert config.schedule.total_steps == 300 * 4
+  assert config.schedule.boundaries == (50 * 4, 120 * 4)
+
+
+def test_old_solver_fields_set_the_embedmask_schedule():
+  config = get_config()
+  config.model = 'embedmask'
+  config.solver.base_lr, config.solver.gamma = 0.02, 0.5
+  config.solver.steps, config.solver.max_iter = (10, 20), 30
+  config.solver.bias_lr_factor = 3.0
+  apply_renames(config)
+  assert config.schedule.learning_rates == (0.02, 0.01, 0.005)
+  assert config.schedule.boundaries == (10, 20)
+  assert config.schedule.total_steps == 30
+  assert config.embedmask.bias_lr_factor == 3.0
+  assert 'solver' not in config
+
+
+def test_the_other_familys_old_schedule_names_are_dropped_and_named(capsys):
+  config = get_config()
+  config.solver.max_iter = 5  # DeepMask never read config.solver.
+  apply_renames(config)
+  assert config.schedule.total_steps == get_config().schedule.total_steps
+  assert ('solver.max_iter ignored (deepmask does not read them)'
+          in deprecation_lines(capsys.readouterr().out)[0])
+
+
+@pytest.mark.parametrize('name', ['deepmask', 'demo_sharpmask', 'embedmask',
+                                  'demo_embedmask'])
+def test_a_stored_config_with_old_schedule_names_is_its_config_file(name):
+  config = config_file(name)
+  stored = stored_with_old_names(config.to_dict())
+  assert config_changes(stored, config) == []  # Resumes without a change.
+  assert config_from_json(json.dumps(stored)).schedule == config.schedule

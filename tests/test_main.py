@@ -32,7 +32,7 @@ def main(workdir, data_root, *overrides, config='configs/demo.py'):
   return run_module(
       'deepmask_jax.main', f'--config={config}', f'--workdir={workdir}',
       f'--config.data.root={data_root}', *SMALL_SYNTHETIC,
-      '--config.maxload=4', '--config.num_epochs=1',
+      '--config.schedule.total_steps=4',
       '--config.eval_every_steps=4', '--config.checkpoint_every_steps=2',
       '--config.log_every_steps=2', '--config.validation_images=8',
       '--config.batch_size=8', *overrides)

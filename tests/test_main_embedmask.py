@@ -20,7 +20,7 @@ def main(workdir, data_root, *overrides):
       'deepmask_jax.main', '--config=configs/demo_embedmask.py',
       f'--workdir={workdir}', f'--config.data.root={data_root}',
       *SMALL_SYNTHETIC, '--config.detection.min_size=96',
-      '--config.detection.max_size=96', f'--config.solver.max_iter={STEPS}',
+      '--config.detection.max_size=96', f'--config.schedule.total_steps={STEPS}',
       '--config.eval_every_steps=4', '--config.checkpoint_every_steps=2',
       '--config.log_every_steps=2', '--config.validation_images=4',
       '--config.batch_size=4', '--config.evaluation.max_images=4',

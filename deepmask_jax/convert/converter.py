@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from deepmask_jax.config_renames import steps_from_epochs
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.convert.deepmask import map_deepmask
 from deepmask_jax.convert.errors import ConversionError
@@ -42,11 +43,12 @@ from deepmask_jax.models import Trunk
 from deepmask_jax.families.deepmask.patch_geometry import patch_side
 from deepmask_jax.models.store import save_model
 
-# train.lua option -> (config section or None, field): carried over as is.
+# train.lua option -> (config section or None, field): carried over as is;
+# maxload (batches per epoch) scales config.schedule's steps instead.
 T7_CONFIG_FIELDS = (
     ('shift', 'patch', 'shift'), ('scale', 'patch', 'scale_jitter'),
     ('hfreq', 'patch', 'hfreq'), ('batch', None, 'batch_size'),
-    ('maxload', None, 'maxload'), ('momentum', None, 'momentum'),
+    ('maxload', 'schedule', None), ('momentum', None, 'momentum'),
     ('wd', None, 'weight_decay'))
 
 
@@ -136,9 +138,14 @@ def _apply_t7_config(config, t7_config: Node, kind: str) -> list:
                           f'layers give {config.patch.object_window}')
   carried = []
   for name, section, field in T7_CONFIG_FIELDS:
-    if t7_config.has(name):
+    if not t7_config.has(name):
+      continue
+    if name == 'maxload':  # The reference's epochs, in steps of this length.
+      config.schedule.update(steps_from_epochs(
+          {'maxload': t7_config.integer(name)}, config.schedule))
+    else:
       _set(config, section, field, t7_config.number(name))
-      carried.append(name)
+    carried.append(name)
   if kind == 'sharpmask' and t7_config.has('gSz'):
     config.patch.label_size = t7_config.integer('gSz')
     carried.append('gSz')

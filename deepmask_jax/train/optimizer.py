@@ -7,9 +7,11 @@ learning-rate schedule. The train step keeps one optax state per group and
 applies `-lr * direction` itself, because the learning rate depends on the
 global step, not on a group's own update count.
 
-EmbedMask uses maskrcnn-benchmark's solver: one group of every trainable
-parameter, biases at twice the rate and without weight decay, and a constant
-warmup before step decays (`warmup_multistep_schedule`, `bias_aware_sgd`).
+Every family's learning rate comes from `config.schedule` (`step_schedule`):
+rates per interval of steps, an optional constant warmup and linear batch
+scaling. EmbedMask uses maskrcnn-benchmark's solver: one group of every
+trainable parameter, biases at twice the rate and without weight decay
+(`bias_aware_transform`), warmup before the step decays.
 DeepMask mirrors the reference's separate `optim.sgd` states for trunk, mask
 head and score head: on a mask batch the score head's momentum neither
 decays nor moves it. Momentum and coupled L2 weight decay follow Torch's
@@ -21,8 +23,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import traverse_util
+
+from deepmask_jax.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +43,6 @@ class Optimization:
   heads: dict
   transform: optax.GradientTransformation
   learning_rate: Callable
-
-
-def epoch_schedule(config):
-  """Step -> learning rate: piecewise constant, changing after the configured epochs.
-
-  DeepMask: 1e-3, 5e-4 after epoch 50, 1e-4 after epoch 120. SharpMask's
-  intended schedule is 1e-3 / 5e-4 (epoch 50) / 1e-4 (epoch 80); the
-  reference never decays it (it overwrites the flag it tests), a bug we fix.
-  """
-  rates = tuple(config.learning_rates)
-  boundaries = tuple(config.lr_boundaries_epochs)
-  if len(rates) != len(boundaries) + 1:
-    raise ValueError(f'learning_rates {rates} needs one more entry than '
-                     f'lr_boundaries_epochs {boundaries}')
-  steps = [int(e) * int(config.maxload) for e in boundaries]
-  return optax.piecewise_constant_schedule(
-      rates[0], {s: rates[i + 1] / rates[i] for i, s in enumerate(steps)})
 
 
 def _step_scaling(config) -> list:
@@ -107,25 +95,56 @@ def merge(params: dict, part: dict) -> dict:
   return traverse_util.unflatten_dict(flat, sep='/')
 
 
-def warmup_multistep_schedule(solver, batch_size: int):
-  """Step -> lr of maskrcnn-benchmark's WarmupMultiStepLR (constant warmup).
+def check_schedule(schedule) -> None:
+  """InputError (one line) unless `config.schedule` describes a schedule:
+  one more rate than boundaries, boundaries increasing from step 1."""
+  rates, boundaries = tuple(schedule.learning_rates), tuple(schedule.boundaries)
+  if len(rates) != len(boundaries) + 1:
+    raise InputError(f'config.schedule.learning_rates {rates} needs one more '
+                     f'entry than config.schedule.boundaries {boundaries} '
+                     '(one rate per interval)')
+  if any(b <= a for a, b in zip((0,) + boundaries, boundaries)):
+    raise InputError(f'config.schedule.boundaries {boundaries} must be '
+                     'increasing steps above 0')
+  if int(schedule.reference_batch) < 0 or int(schedule.warmup_steps) < 0:
+    raise InputError('config.schedule.reference_batch and warmup_steps must be '
+                     f'>= 0, got {schedule.reference_batch} and '
+                     f'{schedule.warmup_steps}')
 
-  The base rate scales linearly with the batch (solver.base_lr at
-  solver.reference_batch images). EmbedMask's trainer steps its scheduler
-  after each update (its is_pytorch_1_1_0_or_later() returns True), so
-  update t (0-based, our TrainState.step) uses the rate of scheduler epoch t:
-  warmup_factor while t < warmup_iters (warmup_iters updates), then x gamma
-  after each of solver.steps that t has reached.
+
+def step_schedule(schedule, batch_size: int):
+  """Step -> learning rate of `config.schedule`, for every family.
+
+  Update t (0-based, our TrainState.step) runs at learning_rates[k], k the
+  number of boundaries <= t (the next rate starts at its boundary step), x
+  warmup_factor while t < warmup_steps (maskrcnn-benchmark's constant
+  WarmupMultiStepLR: EmbedMask's trainer steps its scheduler after each
+  update, so update t has scheduler epoch t), x batch_size / reference_batch
+  unless reference_batch is 0. DeepMask: no warmup, no scaling (the
+  reference's 1e-3 / 5e-4 / 1e-4 at epochs 50 / 120).
+
+  float32 arithmetic as the earlier per-family schedules did it (optax's
+  piecewise_constant_schedule, base x warmup x gamma^k): the first rate times
+  the float32 product of each interval's rate over the one before, so every
+  step's rate is bit-identical to theirs (tests/train/test_optimizer.py).
   """
-  base = float(solver.base_lr) * batch_size / float(solver.reference_batch)
-  milestones = jnp.asarray(tuple(solver.steps), jnp.int32)
+  check_schedule(schedule)
+  rates = [float(r) for r in schedule.learning_rates]
+  first = rates[0]
+  if schedule.reference_batch:
+    first = first * batch_size / float(schedule.reference_batch)
+  factors = [np.float32(1.0)]
+  for before, after in zip(rates, rates[1:]):
+    factors.append(np.float32(factors[-1] * np.float32(after / before)))
+  factors = jnp.asarray(factors, jnp.float32)
+  boundaries = jnp.asarray(tuple(schedule.boundaries), jnp.int32)
+  warmup_steps = int(schedule.warmup_steps)
+  warmup_factor = float(schedule.warmup_factor)
 
-  def schedule(step):
-    warmup = jnp.where(step < solver.warmup_iters,
-                       float(solver.warmup_factor), 1.0)
-    decays = jnp.sum(step >= milestones)
-    return base * warmup * float(solver.gamma) ** decays
-  return schedule
+  def learning_rate(step):
+    warmup = jnp.where(step < warmup_steps, warmup_factor, 1.0)
+    return first * warmup * factors[jnp.sum(step >= boundaries)]
+  return learning_rate
 
 
 def _is_bias(params):
@@ -139,18 +158,18 @@ def _is_not_bias(params):
   return jax.tree.map(lambda b: not b, _is_bias(params))
 
 
-def bias_aware_transform(config) -> optax.GradientTransformation:
-  """maskrcnn-benchmark's SGD groups: biases at solver.bias_lr_factor x the
-  rate and solver.weight_decay_bias, everything else at config.weight_decay
-  (Torch SGD: v = m*v + (g + wd*p); p -= lr_group * v, so the factor applies
-  after the momentum). config.optimizer = 'adam' puts Adam's scaling in the
-  momentum's place (for from-scratch demos, as DeepMask's)."""
-  solver = config.solver
+def bias_aware_transform(config, bias_lr_factor: float,
+                         weight_decay_bias: float) -> optax.GradientTransformation:
+  """maskrcnn-benchmark's SGD groups: biases at bias_lr_factor x the rate and
+  weight_decay_bias, everything else at config.weight_decay (Torch SGD:
+  v = m*v + (g + wd*p); p -= lr_group * v, so the factor applies after the
+  momentum). config.optimizer = 'adam' puts Adam's scaling in the momentum's
+  place (for from-scratch demos, as DeepMask's)."""
   parts = [optax.masked(optax.add_decayed_weights(config.weight_decay),
                         _is_not_bias)]
-  if solver.weight_decay_bias:
+  if weight_decay_bias:
     parts.append(optax.masked(
-        optax.add_decayed_weights(solver.weight_decay_bias), _is_bias))
+        optax.add_decayed_weights(weight_decay_bias), _is_bias))
   parts += _step_scaling(config)
-  parts.append(optax.masked(optax.scale(solver.bias_lr_factor), _is_bias))
+  parts.append(optax.masked(optax.scale(bias_lr_factor), _is_bias))
   return optax.chain(*parts)

@@ -12,10 +12,10 @@ length of the run or evaluation, never the TrainState or what a step computes:
   log_every_steps, eval_every_steps, validation_images,  logging and validation
     tensorboard_images
   checkpoint_every_steps, keep_checkpoints          checkpoint cadence
-  num_epochs, solver.max_iter                       the run's length, longer
+  schedule.total_steps                              the run's length, longer
                                                     or shorter (the lr steps
-                                                    sit at fixed epochs or
-                                                    iterations)
+                                                    sit at fixed steps:
+                                                    schedule.boundaries)
   mode, evaluation.*, inference.*                   evaluation and proposals
   embedmask.{score_threshold, pre_nms_top_n, nms_threshold,
     results_per_image, mask_threshold, mask_box_padding}
@@ -31,8 +31,9 @@ length of the run or evaluation, never the TrainState or what a step computes:
 Everything else is refused, a field added to the schema later included until
 it is listed here: the family (`model`), batch size, every shape (trunk.*,
 head.*, refine.*, embedmask.*), the optimiser and its schedule (optimizer,
-learning_rates, lr_boundaries_epochs, maxload, momentum, weight_decay,
-solver.*), the dataset and its sampling (data.*, patch.*, detection.*),
+momentum, weight_decay, schedule.* but total_steps, embedmask.bias_lr_factor
+and weight_decay_bias), the dataset and its sampling (data.*, patch.*,
+detection.*),
 `dtype` (bf16 changes what every step computes), `seed` (batch t is a
 function of (seed, t): another seed is another data stream), and where the
 weights came from (trunk_init, init_from, deepmask_checkpoint: a resume
@@ -60,7 +61,7 @@ POLICIES = ('refuse', 'allow')
 ALLOWED = (
     'log_every_steps', 'eval_every_steps', 'validation_images', 'tensorboard_images',
     'checkpoint_every_steps', 'keep_checkpoints',
-    'num_epochs', 'solver.max_iter',
+    'schedule.total_steps',
     'mode', 'evaluation', 'inference',
     'embedmask.score_threshold', 'embedmask.pre_nms_top_n',
     'embedmask.nms_threshold', 'embedmask.results_per_image',

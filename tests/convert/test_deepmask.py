@@ -81,6 +81,15 @@ def test_config_comes_from_the_file(converted):
   assert config.batch_size == GEOMETRY.batch
 
 
+def test_the_files_epoch_length_sets_the_schedules_steps(deepmask_file,
+                                                         write_file):
+  # train.lua's 300 epochs with decays after 50 and 120, of maxload batches.
+  tree = dict(deepmask_file, config=trees.train_config(GEOMETRY, maxload=500))
+  schedule = read_t7(write_file(tree)).config.schedule
+  assert schedule.total_steps == 300 * 500
+  assert schedule.boundaries == (50 * 500, 120 * 500)
+
+
 def test_bare_deepmask_object_converts(deepmask_file, write_file):
   conversion = read_t7(write_file(deepmask_file['model']))
   assert conversion.kind == 'deepmask'

@@ -39,7 +39,7 @@ def tiny_demo_config(data_root: str, tfds_dir: str):
       'data.root': data_root, 'data.tfds_dir': tfds_dir,
       'data.synthetic_train_images': 24, 'data.synthetic_val_images': 12,
       'data.synthetic_image_size': 96,
-      'batch_size': 8, 'maxload': STEPS, 'num_epochs': 1,
+      'batch_size': 8, 'schedule.total_steps': STEPS,
       'eval_every_steps': STEPS, 'checkpoint_every_steps': 2,
       'log_every_steps': 2, 'validation_images': 8,
       'evaluation.results_per_image': 10, 'evaluation.max_images': 4})

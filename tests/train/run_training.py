@@ -19,7 +19,7 @@ def resume_config(steps: int):
   """Tiny model, checkpoint every 2 steps, validation every 4."""
   return tiny_config(**{
       'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 4,
-      'maxload': steps, 'num_epochs': 1, 'checkpoint_every_steps': 2,
+      'schedule.total_steps': steps, 'checkpoint_every_steps': 2,
       'eval_every_steps': 4, 'log_every_steps': 1, 'validation_images': 4,
       'keep_checkpoints': 2})
 

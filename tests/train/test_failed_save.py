@@ -37,7 +37,7 @@ def train_on_mount(workdir, options: str):
   checkpoints = workdir / 'checkpoints'
   checkpoints.mkdir(parents=True)
   command = [sys.executable, '-m', 'deepmask_jax.main', f'--workdir={workdir}',
-             *TINY_MAIN, '--config.maxload=4', '--config.checkpoint_every_steps=2']
+             *TINY_MAIN, '--config.schedule.total_steps=4', '--config.checkpoint_every_steps=2']
   script = (f'mount -t tmpfs -o {options} tmpfs {shlex.quote(str(checkpoints))}'
             f' && exec {shlex.join(command)}')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')

@@ -28,8 +28,8 @@ TINY_MAIN = ('--config=configs/demo.py', '--config.trunk.stem_width=8',
              '--config.trunk.widths=(4,8,8)', '--config.head.feature_channels=8',
              '--config.head.embedding=16', '--config.head.score_hidden=16',
              '--config.patch.object_window=64', '--config.patch.label_size=32',
-             '--config.batch_size=2', '--config.maxload=8',
-             '--config.num_epochs=1', '--config.log_every_steps=1')
+             '--config.batch_size=2', '--config.schedule.total_steps=8',
+             '--config.log_every_steps=1')
 
 
 def test_error_at_step_n_of_a_tf_data_stage_ends_training(tmp_path):

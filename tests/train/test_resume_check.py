@@ -9,17 +9,21 @@ import shutil
 
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.errors import CheckpointError, InputError
 from deepmask_jax.families import bind
 from deepmask_jax.train import trainer
 from deepmask_jax.train.checkpointing import Checkpoints
+from deepmask_jax.train.optimizer import step_schedule
 from deepmask_jax.train.resume_check import (ALLOWED, check_arrays,
                                              check_resume, config_changes)
 from tests.conftest import tiny_config, with_overrides
 from tests.train import fake_batches
 from tests.train.run_training import resume_config
+from tests.train.test_optimizer import (change_steps, old_epoch_schedule,
+                                        rates_at, stored_with_old_names)
 from tests.train.test_checkpoint_faults import TinyState, save_steps, tiny_state
 
 REFUSED = {  # kind: (field, new value)
@@ -27,8 +31,10 @@ REFUSED = {  # kind: (field, new value)
     'shape': ('trunk.depths', (1, 1, 2)),
     'head shape': ('head.feature_channels', 16),
     'optimizer': ('optimizer', 'adam'),
-    'learning rate': ('learning_rates', (0.01, 0.005, 0.001)),
-    'solver': ('solver.base_lr', 0.02),
+    'learning rate': ('schedule.learning_rates', (0.01, 0.005, 0.001)),
+    'boundaries': ('schedule.boundaries', (10, 20)),
+    'warmup': ('schedule.warmup_steps', 5),
+    'bias factor': ('embedmask.bias_lr_factor', 1.0),
     'family': ('model', 'embedmask'),
     'data': ('data.root', 'data/other'),
     'seed': ('seed', 3),
@@ -40,8 +46,7 @@ ALLOWED_CHANGES = {
     'validation images': ('validation_images', 3),
     'checkpoint cadence': ('checkpoint_every_steps', 11),
     'keep': ('keep_checkpoints', 5),
-    'num_epochs extension': ('num_epochs', 600),
-    'max_iter extension': ('solver.max_iter', 180000),
+    'run extension': ('schedule.total_steps', 2_400_000),
     'evaluation': ('evaluation.max_images', 10),
     'parallel': ('parallel', 'pmap'),
     'prefetch': ('data.prefetch', 2),
@@ -190,21 +195,23 @@ def test_a_refused_resume_stops_before_the_model_is_built(workdir,
 
 
 def test_allowed_changes_resume_and_train_on(workdir, capsys):
-  train(run_config(num_epochs=2, log_every_steps=2), workdir)
+  train(run_config(**{'schedule.total_steps': 4, 'log_every_steps': 2}),
+        workdir)
   output = capsys.readouterr().out
-  assert 'resume from step 2: num_epochs 1 -> 2 (may change' in output
+  assert 'resume from step 2: schedule.total_steps 2 -> 4 (may change' in output
   assert 'resume from step 2: log_every_steps 1 -> 2 (may change' in output
   assert 'Resumed from step 2' in output
   checkpoints = Checkpoints(str(workdir))
   try:
     assert checkpoints.latest_step() == 4
-    assert checkpoints.saved_config().num_epochs == 2
+    assert checkpoints.saved_config().schedule.total_steps == 4
   finally:
     checkpoints.close()
 
 
 def test_allow_resumes_a_refused_change_with_it_printed(workdir, capsys):
-  train(run_config(num_epochs=2, seed=5, resume_changes='allow'), workdir)
+  train(run_config(**{'schedule.total_steps': 4, 'seed': 5,
+                      'resume_changes': 'allow'}), workdir)
   output = capsys.readouterr().out
   assert ('resume from step 2: seed 0 -> 5 (changed with '
           '--config.resume_changes=allow)') in output
@@ -220,3 +227,32 @@ def test_allow_with_another_shape_stops_in_one_line(workdir):
   assert '\n' not in message and 'cannot be restored' in message
   assert 'params/' in message and '(8,) -> (16,)' in message, message
   assert f'--config.init_from={workdir}' in message
+
+
+def test_a_workdir_saved_under_the_old_schedule_names_resumes(
+    tmp_path, monkeypatch, capsys):
+  # Checkpoints written before config.schedule stored maxload, num_epochs,
+  # learning_rates, lr_boundaries_epochs and config.solver.
+  saving = Checkpoints.save
+  monkeypatch.setattr(Checkpoints, 'save', lambda self, state, config, *a: (
+      saving(self, state, ConfigDict(stored_with_old_names(config.to_dict())),
+             *a)))
+  train(run_config(), tmp_path / 'run')
+  monkeypatch.undo()
+  checkpoints = Checkpoints(str(tmp_path / 'run'))
+  try:
+    saved = checkpoints.saved_config()
+  finally:
+    checkpoints.close()
+  assert 'maxload' not in saved and 'solver' not in saved
+  old = stored_with_old_names(run_config().to_dict())
+  steps = change_steps(saved.schedule)
+  np.testing.assert_array_equal(
+      rates_at(step_schedule(saved.schedule, saved.batch_size), steps),
+      rates_at(old_epoch_schedule(old), steps))
+  train(run_config(**{'schedule.total_steps': 4}), tmp_path / 'run')
+  output = capsys.readouterr().out
+  assert ('maxload, num_epochs, learning_rates, lr_boundaries_epochs -> '
+          'schedule.') in output
+  assert 'resume from step 2: schedule.total_steps 2 -> 4 (may change' in output
+  assert 'Resumed from step 2' in output

@@ -49,12 +49,12 @@ def run(config, workdir, split_root):
 def test_validation_writes_prediction_images(tmp_path, family_name):
   if family_name == 'embedmask':
     config = tiny_embedmask_config(**{
-        'solver.max_iter': 2, 'eval_every_steps': 1, 'tensorboard_images': 1,
-        'validation_images': 2})
+        'schedule.total_steps': 2, 'eval_every_steps': 1,
+        'tensorboard_images': 1, 'validation_images': 2})
   else:
     config = tiny_config(**{
         'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
-        'maxload': 2, 'num_epochs': 1, 'eval_every_steps': 1,
+        'schedule.total_steps': 2, 'eval_every_steps': 1,
         'validation_images': 8, 'tensorboard_images': 1})
   images = run(config, str(tmp_path / 'run'), tmp_path / 'split')
   name = get_family(family_name).validation_name
@@ -66,7 +66,7 @@ def test_validation_writes_prediction_images(tmp_path, family_name):
 def test_zero_tensorboard_images_writes_none(tmp_path):
   config = tiny_config(**{
       'patch.object_window': 64, 'patch.label_size': 32, 'batch_size': 8,
-      'maxload': 1, 'num_epochs': 1, 'validation_images': 8,
+      'schedule.total_steps': 1, 'validation_images': 8,
       'tensorboard_images': 0})
   images = run(config, str(tmp_path / 'run'), tmp_path / 'split')
   assert not images

@@ -1,11 +1,13 @@
-"""Inference settings: defaults for the `config.inference` sub-dict.
+"""DeepMask's defaults: the `config.inference` and `config.schedule` sections.
 
-The schema (deepmask_jax/config_schema.py) takes its `inference` section from
-here. Configs saved without one (older checkpoints, converted `.t7` models)
+The schema (deepmask_jax/config_schema.py) takes its `inference` section and
+its `schedule` section (DeepMask's, the default model's) from here. Configs saved without one (older checkpoints, converted `.t7` models)
 still work: the proposal code falls back to these values field by field.
 """
 
 import ml_collections
+
+EPOCH = 4000  # Batches per epoch of the reference (train.lua's maxload).
 
 
 def inference_defaults() -> ml_collections.ConfigDict:
@@ -45,6 +47,27 @@ def inference_defaults() -> ml_collections.ConfigDict:
   # Processes RLE-encoding masks (pycocotools holds the GIL: threads would
   # not overlap); 0 encodes on the calling thread.
   cfg.encode_workers = 2
+  return cfg
+
+
+def schedule_defaults() -> ml_collections.ConfigDict:
+  """TrainerDeepMask's schedule: lr 1e-3, 5e-4 after epoch 50, 1e-4 after
+  epoch 120, 300 epochs, an epoch being 4000 batches (train.lua's maxload).
+
+  The fields of `config.schedule`, one meaning for every family (read by
+  train/optimizer.py `step_schedule` and each family's `total_steps`).
+  """
+  cfg = ml_collections.ConfigDict()
+  cfg.total_steps = 300 * EPOCH
+  cfg.learning_rates = (1e-3, 5e-4, 1e-4)  # One per interval (reference_batch).
+  cfg.boundaries = (50 * EPOCH, 120 * EPOCH)  # Steps where the next rate starts.
+  # Constant warmup (maskrcnn-benchmark): the first warmup_steps updates run
+  # at warmup_factor x the rate; 0 steps = none.
+  cfg.warmup_steps = 0
+  cfg.warmup_factor = 1.0
+  # Batch the rates are given at: they scale linearly to config.batch_size
+  # (rate x batch_size / reference_batch); 0 = used as given.
+  cfg.reference_batch = 0
   return cfg
 
 

@@ -29,7 +29,7 @@ from deepmask_jax.families.deepmask import losses
 from deepmask_jax.train.initialization import (fresh_variables,
                                                replace_subtree,
                                                with_pretrained_trunk)
-from deepmask_jax.train.optimizer import (Optimization, epoch_schedule,
+from deepmask_jax.train.optimizer import (Optimization, step_schedule,
                                           sgd_or_adam)
 from deepmask_jax.train.validation_source import ValidationSource
 
@@ -97,10 +97,11 @@ class DeepMaskFamily(Family):
                 'mask': ('mask_head',),
                 'score': ('score_hidden_layer', 'score_out')},
         heads={'mask': ('trunk', 'mask'), 'score': ('trunk', 'score')},
-        transform=sgd_or_adam(config), learning_rate=epoch_schedule(config))
+        transform=sgd_or_adam(config),
+        learning_rate=step_schedule(config.schedule, config.batch_size))
 
   def total_steps(self, config) -> int:
-    return int(config.num_epochs) * int(config.maxload)
+    return int(config.schedule.total_steps)
 
   def validator(self, config, model, source, shard):
     evaluator = PerPatchEvaluator(model, shard=shard)
@@ -189,4 +190,5 @@ class SharpMaskFamily(DeepMaskFamily):
     return Optimization(
         groups={'refinement': ('refinement',)},
         heads={'mask': ('refinement',)},
-        transform=sgd_or_adam(config), learning_rate=epoch_schedule(config))
+        transform=sgd_or_adam(config),
+        learning_rate=step_schedule(config.schedule, config.batch_size))

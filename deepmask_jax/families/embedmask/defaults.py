@@ -1,6 +1,8 @@
-"""EmbedMask's config sections: `config.embedmask` and `config.detection`.
+"""EmbedMask's config sections: `config.embedmask`, `config.detection`, and
+its `config.schedule`.
 
-The schema (deepmask_jax/config_schema.py) takes them from here.
+The schema (deepmask_jax/config_schema.py) takes the first two from here;
+configs/embedmask.py sets the schedule (the schema's is DeepMask's).
 """
 
 import ml_collections
@@ -37,6 +39,24 @@ def embedmask_defaults() -> ml_collections.ConfigDict:
   cfg.results_per_image = 100
   cfg.mask_threshold = 0.53  # Probability.
   cfg.mask_box_padding = 2  # Stride-4 cells around each box.
+  # Optimiser groups (maskrcnn-benchmark's SOLVER): biases at this many times
+  # the rate, with this weight decay (the rest: config.weight_decay).
+  cfg.bias_lr_factor = 2.0
+  cfg.weight_decay_bias = 0.0
+  return cfg
+
+
+def schedule_defaults() -> ml_collections.ConfigDict:
+  """maskrcnn-benchmark's 1x schedule (SOLVER) as `config.schedule`: lr 0.01
+  at batch 16 (linear in the batch), x0.1 at 60k and 80k of 90k steps,
+  constant warmup at 1/3 for the first 500 updates."""
+  cfg = ml_collections.ConfigDict()
+  cfg.total_steps = 90000
+  cfg.learning_rates = (0.01, 0.001, 0.0001)
+  cfg.boundaries = (60000, 80000)
+  cfg.warmup_steps = 500
+  cfg.warmup_factor = 1.0 / 3
+  cfg.reference_batch = 16
   return cfg
 
 

@@ -31,7 +31,7 @@ from deepmask_jax.families.embedmask.losses import embedmask_loss
 from deepmask_jax.train.initialization import (fresh_variables,
                                                with_pretrained_trunk)
 from deepmask_jax.train.optimizer import (Optimization, bias_aware_transform,
-                                          warmup_multistep_schedule)
+                                          step_schedule)
 from deepmask_jax.train.train_step import AXIS
 from deepmask_jax.train.validation_source import ValidationSource
 
@@ -140,15 +140,16 @@ class EmbedMaskFamily(Family):
     return loss
 
   def optimization(self, config, params: dict) -> Optimization:
+    em = config.embedmask
     return Optimization(
         groups={'all': trainable_prefixes(params, config.embedmask.freeze_at)},
         heads={HEAD: ('all',)},
-        transform=bias_aware_transform(config),
-        learning_rate=warmup_multistep_schedule(config.solver,
-                                                config.batch_size))
+        transform=bias_aware_transform(config, em.bias_lr_factor,
+                                       em.weight_decay_bias),
+        learning_rate=step_schedule(config.schedule, config.batch_size))
 
   def total_steps(self, config) -> int:
-    return int(config.solver.max_iter)
+    return int(config.schedule.total_steps)
 
   def validator(self, config, model, source, shard):
     del shard  # Whole images, one at a time, through the segmenter.

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 from deepmask_jax.families.deepmask import losses
-from deepmask_jax.train.optimizer import epoch_schedule, sgd_or_adam
+from deepmask_jax.train.optimizer import sgd_or_adam, step_schedule
 from tests.conftest import tiny_config
 
 
@@ -50,10 +50,10 @@ def test_plain_sgd_without_momentum_or_decay_is_the_gradient():
   np.testing.assert_allclose(update['w'], [0.25])
 
 
-def test_learning_rate_steps_after_the_configured_epochs():
-  config = tiny_config(maxload=10, learning_rates=(1e-3, 5e-4, 1e-4),
-                       lr_boundaries_epochs=(50, 120))
-  schedule = epoch_schedule(config)
+def test_learning_rate_steps_at_the_configured_boundaries():
+  config = tiny_config(**{'schedule.learning_rates': (1e-3, 5e-4, 1e-4),
+                          'schedule.boundaries': (500, 1200)})
+  schedule = step_schedule(config.schedule, config.batch_size)
   assert np.isclose(schedule(0), 1e-3) and np.isclose(schedule(499), 1e-3)
   assert np.isclose(schedule(500), 5e-4) and np.isclose(schedule(1199), 5e-4)
   assert np.isclose(schedule(1200), 1e-4)

@@ -18,7 +18,7 @@ def test_sharpmask_trains_refinement_only(tmp_path):
   config = tiny_config(**{
       'model': 'sharpmask', 'deepmask_checkpoint': str(tmp_path / 'dm'),
       'patch.hfreq': 0.0, 'patch.label_size': 64, 'momentum': 0.0,
-      'weight_decay': 0.0, 'batch_size': 8, 'maxload': 3, 'num_epochs': 1,
+      'weight_decay': 0.0, 'batch_size': 8, 'schedule.total_steps': 3,
       'eval_every_steps': 3, 'checkpoint_every_steps': 3, 'validation_images': 8})
   family = bind(config)  # Patches of the DeepMask's geometry.
   figures = train_and_evaluate(family, str(tmp_path / 'sm'),

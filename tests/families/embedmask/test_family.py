@@ -10,6 +10,7 @@ import pytest
 from deepmask_jax.config_schema import get_config
 from deepmask_jax.errors import DataError
 from deepmask_jax.families import bind, get_family
+from deepmask_jax.families.embedmask.defaults import schedule_defaults
 from deepmask_jax.models.store import load_training_checkpoint
 from deepmask_jax.train.optimizer import select
 from deepmask_jax.train.trainer import setup, train_and_evaluate
@@ -37,7 +38,8 @@ def tiny_embedmask_config(**overrides):
   config.detection.min_size = config.detection.max_size = 64
   config.detection.max_instances = 3
   config.batch_size = 8
-  config.solver.warmup_iters = 2
+  config.schedule = schedule_defaults()
+  config.schedule.warmup_steps = 2
   return with_overrides(config, overrides)
 
 
@@ -116,8 +118,8 @@ def test_group_norm_trunk_trains_its_norms_but_no_conv_bias():
 
 def test_learning_rate_warms_up_then_steps_down():
   # The reference steps its scheduler after each update: update t runs at
-  # epoch t, warmup while t < warmup_iters (2), x0.1 from t = 5 and t = 8.
-  config = tiny_embedmask_config(**{'solver.steps': (5, 8)})
+  # epoch t, warmup while t < warmup_steps (2), x0.1 from t = 5 and t = 8.
+  config = tiny_embedmask_config(**{'schedule.boundaries': (5, 8)})
   rate = FAMILY.optimization(config, {'x': np.zeros(1)}).learning_rate
   base = 0.01 * 8 / 16  # Linear in the batch.
   np.testing.assert_allclose(
@@ -141,16 +143,16 @@ def _train(config, workdir, eval_source):
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
   config = tiny_embedmask_config(**{
-      'solver.max_iter': 4, 'checkpoint_every_steps': 2,
+      'schedule.total_steps': 4, 'checkpoint_every_steps': 2,
       'eval_every_steps': 4, 'log_every_steps': 2})
   source = _validation_source(tmp_path / 'val')
   figures = _train(config, tmp_path / 'full', source)
   assert figures['images'] == 2 and 0.0 <= figures['segm_AP'] <= 1.0
   half = tiny_embedmask_config(**{
-      'solver.max_iter': 2, 'checkpoint_every_steps': 2,
+      'schedule.total_steps': 2, 'checkpoint_every_steps': 2,
       'eval_every_steps': 100})
   _train(half, tmp_path / 'split', source)
-  config.solver.max_iter = 4
+  config.schedule.total_steps = 4
   _train(config, tmp_path / 'split', source)
   # The final step of each run, whichever checkpoint ranks best.
   full, _ = load_training_checkpoint(str(tmp_path / 'full'), step=4)

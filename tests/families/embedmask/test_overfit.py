@@ -150,10 +150,10 @@ def overfit_config(root):
       'detection.min_size': SIDE, 'detection.max_size': SIDE,
       'detection.max_instances': 4, 'detection.flip': False,
       'optimizer': 'adam', 'weight_decay': 0.0, 'batch_size': len(IMAGES),
-      'solver.reference_batch': len(IMAGES),
-      'solver.warmup_iters': 10, 'solver.steps': (150,),
-      'solver.base_lr': 5e-3,
-      'solver.max_iter': STEPS, 'data.root': str(root),
+      'schedule.reference_batch': len(IMAGES),
+      'schedule.warmup_steps': 10, 'schedule.boundaries': (150,),
+      'schedule.learning_rates': (5e-3, 5e-4),
+      'schedule.total_steps': STEPS, 'data.root': str(root),
       'data.val_json': 'gt.json', 'data.val_images': 'images',
       'evaluation.max_images': 0})
 
