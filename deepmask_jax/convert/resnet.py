@@ -26,24 +26,19 @@ import dataclasses
 from deepmask_jax.convert.errors import ConversionError
 from deepmask_jax.convert.torch_layers import Affine, Chain, Conv, flatten, kind_of
 from deepmask_jax.convert.torch_tree import Node
+from deepmask_jax.convert.trunk_variables import TrunkVariables
 
 MIN_LAYERS = 3  # DeepMask's trunk stops after layer3 (stride 16).
 
 
 @dataclasses.dataclass
-class TrunkWeights:
-  """Our Trunk's variables and the geometry they imply.
+class TrunkWeights(TrunkVariables):
+  """A Torch trunk's variables (TrunkVariables) and what the file tells of it.
 
   feature_modules maps the 1-based index of a top-level trunk module to the
   feature our Trunk returns after it ('conv1', 'layer1'..): the positions
   SharpMask's `skpos` refers to.
   """
-  params: dict
-  constants: dict
-  stem_width: int
-  widths: tuple
-  depths: tuple
-  expansion: int
   feature_modules: dict
   num_convs: int
   num_zero_padded: int  # 3x3/7x7 convs that padded with zeros in the file.

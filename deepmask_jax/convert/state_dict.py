@@ -25,11 +25,10 @@ Every tensor is taken by name; `TensorSource.check_all_used` then fails on
 any that nothing took.
 """
 
-import dataclasses
-
 import numpy as np
 
 from deepmask_jax.convert.errors import ConversionError
+from deepmask_jax.convert.trunk_variables import TrunkVariables
 
 
 class TensorSource:
@@ -138,21 +137,12 @@ class Caffe2Trunk:
             self.source.take(f'{blob}_b', (channels,)))
 
 
-@dataclasses.dataclass
-class Trunk:
-  """Our Trunk's variables and geometry (stride in the 1x1 conv, a frozen
-  affine after every conv: norm 'frozen_per_conv')."""
-  params: dict
-  constants: dict
-  stem_width: int
-  widths: tuple
-  depths: tuple
-  expansion: int
+class Trunk(TrunkVariables):
+  """An MSRA trunk: stride in the 1x1 conv, a frozen affine after every conv
+  (norm 'frozen_per_conv')."""
 
   def note(self) -> str:
-    return (f'trunk: stem {self.stem_width}, widths {self.widths}, depths '
-            f'{self.depths}, expansion {self.expansion}, stride in the 1x1 '
-            'conv')
+    return f'trunk: {self.geometry()}, stride in the 1x1 conv
 
 
 def _block(names, module: str, in_channels: int, stride: int):
