@@ -142,7 +142,7 @@ class Trunk(TrunkVariables):
   (norm 'frozen_per_conv')."""
 
   def note(self) -> str:
-    return f'trunk: {self.geometry()}, stride in the 1x1 conv
+    return f'trunk: {self.geometry()}, stride in the 1x1 conv'
 
 
 def _block(names, module: str, in_channels: int, stride: int):
