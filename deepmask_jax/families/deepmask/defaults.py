@@ -1,8 +1,11 @@
 """DeepMask's defaults: the `config.inference` and `config.schedule` sections.
 
 The schema (deepmask_jax/config_schema.py) takes its `inference` section and
-its `schedule` section (DeepMask's, the default model's) from here. Configs saved without one (older checkpoints, converted `.t7` models)
-still work: the proposal code falls back to these values field by field.
+its `schedule` section (DeepMask's, the default model's) from here. Configs
+saved without an `inference` section (older checkpoints, converted `.t7`
+models) still work: the proposal code falls back to these values field by
+field; one without `schedule` gets it from its old fields
+(config_renames.py).
 """
 
 import ml_collections
