@@ -43,6 +43,7 @@ def get_config():
   config.schedule.total_steps = 4000
   config.schedule.learning_rates = (2e-3, 1e-3, 2.5e-4)
   config.schedule.boundaries = (3000, 3500)
+  config.schedule.epoch_steps = 500  # Its old maxload (config_renames.py).
   config.checkpoint_every_steps = 500
   config.eval_every_steps = 2000
   config.validation_images = 320  # 20 batches of 16 patches.

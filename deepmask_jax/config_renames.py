@@ -20,7 +20,8 @@ The learning-rate schedule is one section in steps, `config.schedule`
 the family that read them (the other family's are dropped, named):
 
   DeepMask / SharpMask              schedule.
-  maxload (batches per epoch)       (the unit of the two below; 4000 if unset)
+  maxload (batches per epoch)       epoch_steps (the unit of the two below;
+                                    the config's own epoch_steps if unset)
   num_epochs                        total_steps = num_epochs x maxload
   lr_boundaries_epochs              boundaries = epochs x maxload
   learning_rates                    learning_rates
@@ -32,7 +33,8 @@ the family that read them (the other family's are dropped, named):
   reference_batch                   reference_batch
 
 An old field that is not set keeps what config.schedule says (maxload set
-alone rescales its steps, read as epochs of 4000 batches). Unlike a plain
+alone rescales its steps from epochs of schedule.epoch_steps batches, the
+config's old maxload: 500 for the demos, else 4000). Unlike a plain
 rename, a set old schedule name always takes effect: the config files set
 schedule.* themselves, so the old name comes from a command line, an older
 config file or a stored config, and is meant.
@@ -107,19 +109,20 @@ def _rate(value: float) -> float:
 
 def steps_from_epochs(old: dict, schedule) -> dict:
   """{schedule field: value} from DeepMask's old names (epochs of maxload)."""
-  epoch = int(old.get('maxload', REFERENCE_EPOCH))
-  changes = {}
+  unit = int(schedule.get('epoch_steps', REFERENCE_EPOCH))
+  epoch = int(old.get('maxload', unit))
+  changes = {'epoch_steps': epoch} if 'maxload' in old else {}
   if 'learning_rates' in old:
     changes['learning_rates'] = tuple(float(r) for r in old['learning_rates'])
   if 'num_epochs' in old:
     changes['total_steps'] = int(old['num_epochs']) * epoch
   elif 'maxload' in old:
-    changes['total_steps'] = round(schedule.total_steps * epoch / REFERENCE_EPOCH)
+    changes['total_steps'] = round(schedule.total_steps * epoch / unit)
   if 'lr_boundaries_epochs' in old:
     changes['boundaries'] = tuple(int(e) * epoch
                                   for e in old['lr_boundaries_epochs'])
   elif 'maxload' in old:
-    changes['boundaries'] = tuple(round(b * epoch / REFERENCE_EPOCH)
+    changes['boundaries'] = tuple(round(b * epoch / unit)
                                   for b in schedule.boundaries)
   return changes
 

@@ -28,9 +28,9 @@ def deprecation_lines(out: str) -> list:
   return [line for line in out.splitlines() if 'deprecated config' in line]
 
 
-def command_line_config(monkeypatch, *overrides):
-  """The config `--config=configs/deepmask.py *overrides` gives main."""
-  argv = ['main', f'--config={REPO / "configs" / "deepmask.py"}', *overrides]
+def command_line_config(monkeypatch, *overrides, name='deepmask'):
+  """The config `--config=configs/<name>.py *overrides` gives main."""
+  argv = ['main', f'--config={REPO / "configs" / f"{name}.py"}', *overrides]
   monkeypatch.setattr(sys, 'argv', argv)  # config_flags reads overrides here.
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'config', flag_values=values,
@@ -151,3 +151,17 @@ def test_a_stored_config_with_old_schedule_names_is_its_config_file(name):
   stored = stored_with_old_names(config.to_dict())
   assert config_changes(stored, config) == []  # Resumes without a change.
   assert config_from_json(json.dumps(stored)).schedule == config.schedule
+
+
+def test_old_epoch_names_keep_the_demo_epoch_of_500_batches(monkeypatch):
+  """configs/demo.py had maxload 500: its old num_epochs / maxload overrides
+  mean what they meant then (epochs of 4000 would make 16 epochs 64000 steps)."""
+  config = apply_renames(command_line_config(
+      monkeypatch, '--config.num_epochs=16', name='demo'))
+  assert config.schedule.total_steps == 16 * 500
+  assert config.schedule.boundaries == (6 * 500, 7 * 500)
+  config = apply_renames(command_line_config(
+      monkeypatch, '--config.maxload=150', '--config.num_epochs=2',
+      name='demo'))
+  assert config.schedule.total_steps == 2 * 150
+  assert config.schedule.boundaries == (6 * 150, 7 * 150)

@@ -68,7 +68,9 @@ ALLOWED = (
     'embedmask.mask_threshold', 'embedmask.mask_box_padding',
     'parallel', 'data.num_parallel_calls', 'data.prefetch',
 )
-NOT_COMPARED = ('resume_changes',)  # The policy of this very resume.
+# The policy of this very resume; the unit of old epoch names (it changes
+# no step: config_renames.py).
+NOT_COMPARED = ('resume_changes', 'schedule.epoch_steps')
 
 _MAX_SHOWN = 60  # Characters of a value shown (category lists are long).
 _MAX_ARRAYS = 3  # Differing arrays named in a restore error.

@@ -77,7 +77,9 @@ def stored_with_old_names(tree: dict) -> dict:
   schedule, embedmask = tree.pop('schedule'), tree['embedmask']
   rates, boundaries = list(schedule['learning_rates']), list(schedule['boundaries'])
   total = schedule['total_steps']
-  epoch = math.gcd(total, *boundaries)
+  epoch = schedule.get('epoch_steps', 0)  # The config's old maxload.
+  if not epoch or any(s % epoch for s in (total, *boundaries)):
+    epoch = math.gcd(total, *boundaries)
   tree.update(maxload=epoch, num_epochs=total // epoch, learning_rates=rates,
               lr_boundaries_epochs=[b // epoch for b in boundaries])
   tree['solver'] = {

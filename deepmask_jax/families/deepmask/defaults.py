@@ -71,6 +71,11 @@ def schedule_defaults() -> ml_collections.ConfigDict:
   # Batch the rates are given at: they scale linearly to config.batch_size
   # (rate x batch_size / reference_batch); 0 = used as given.
   cfg.reference_batch = 0
+  # Batches in one epoch of the config's old epoch-based names (maxload):
+  # read only to convert an old num_epochs / lr_boundaries_epochs / maxload
+  # given to this config as it was meant (config_renames.py); it goes with
+  # them in the next release.
+  cfg.epoch_steps = EPOCH
   return cfg
 
 

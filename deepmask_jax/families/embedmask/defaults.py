@@ -57,6 +57,7 @@ def schedule_defaults() -> ml_collections.ConfigDict:
   cfg.warmup_steps = 500
   cfg.warmup_factor = 1.0 / 3
   cfg.reference_batch = 16
+  cfg.epoch_steps = 4000  # Old epoch names only (deepmask/defaults.py).
   return cfg
 
 
