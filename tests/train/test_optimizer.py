@@ -31,11 +31,11 @@ OLD_NAMES = {
                   'solver.warmup_factor': 1.0 / 3, 'solver.warmup_iters': 500,
                   'solver.steps': (60000, 80000), 'solver.gamma': 0.1,
                   'solver.max_iter': 90000},
-    'demo_embedmask': {'solver.base_lr': 1e-3, 'solver.reference_batch': 4,
+    'demo_embedmask': {'solver.base_lr': 2e-3, 'solver.reference_batch': 4,
                        'solver.warmup_factor': 1.0 / 3,
                        'solver.warmup_iters': 200,
-                       'solver.steps': (2700, 3300), 'solver.gamma': 0.1,
-                       'solver.max_iter': 3600},
+                       'solver.steps': (3200, 3900), 'solver.gamma': 0.1,
+                       'solver.max_iter': 4200},
 }
 
 
