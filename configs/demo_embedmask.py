@@ -12,8 +12,8 @@ layer1 train too. The recipe (batch 4 for 4200 steps at lr 2e-3, x0.1 at
 3200 and 3900) was chosen with experiments/embedmask_learning_curve.py
 (experiments/README.md): GroupNorm doubled what 1200 steps at batch 8 reach,
 batch 4 beat batch 8 and batch 2 for the same images, lr 2e-3 beat 1e-3 and
-3e-3, and 4200 steps reach segm/box AP 0.38/0.39 on synthetic val in under
-13 minutes on 2 CPU cores from a fresh clone, dataset generation and
+3e-3, and 4200 steps reach segm/box AP 0.38/0.39 on synthetic val in about
+11 minutes on 2 CPU cores from a fresh clone, dataset generation and
 evaluation included.
 """
 
