@@ -34,7 +34,7 @@ OLD_NAMES = {
     'demo_embedmask': {'solver.base_lr': 2e-3, 'solver.reference_batch': 4,
                        'solver.warmup_factor': 1.0 / 3,
                        'solver.warmup_iters': 200,
-                       'solver.steps': (3200, 3900), 'solver.gamma': 0.1,
+                       'solver.steps': (3500,), 'solver.gamma': 0.1,
                        'solver.max_iter': 4200},
 }
 
