@@ -81,9 +81,10 @@ class Family(abc.ABC):
   def optimization(self, config, params: dict):
     """A train.optimizer.Optimization: groups, heads, direction, schedule."""
 
-  @abc.abstractmethod
   def total_steps(self, config) -> int:
-    """Training steps of the whole schedule."""
+    """Training steps of the whole schedule (config.schedule, shared by
+    every family)."""
+    return int(config.schedule.total_steps)
 
   @abc.abstractmethod
   def validator(self, config, model, source: ValidationSource,

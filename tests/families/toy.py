@@ -41,7 +41,8 @@ def toy_config(root, model: str = 'toy'):
   validation split written to `root`."""
   write_tiny_split(root, [(1, 'a'), (2, 'b')])
   return tiny_config(**{
-      'model': model, 'batch_size': 8, 'eval_every_steps': 2,
+      'model': model, 'batch_size': 8, 'schedule.total_steps': 2,
+      'eval_every_steps': 2,
       'checkpoint_every_steps': 2, 'log_every_steps': 1,
       'data.root': str(root), 'data.val_json': 'val.json',
       'data.val_images': 'images'})
@@ -121,9 +122,6 @@ class ToyFamily(Family):
     return Optimization(groups={'all': ('kernel', 'bias')}, heads={'mask': ('all',)},
                         transform=optax.sgd(1.0),
                         learning_rate=lambda step: 0.1)
-
-  def total_steps(self, config):
-    return 2
 
   def validator(self, config, model, source, shard):
     def validate(variables):

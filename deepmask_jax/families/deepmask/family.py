@@ -100,9 +100,6 @@ class DeepMaskFamily(Family):
         transform=sgd_or_adam(config),
         learning_rate=step_schedule(config.schedule, config.batch_size))
 
-  def total_steps(self, config) -> int:
-    return int(config.schedule.total_steps)
-
   def validator(self, config, model, source, shard):
     evaluator = PerPatchEvaluator(model, shard=shard)
     return lambda variables: evaluator.run(

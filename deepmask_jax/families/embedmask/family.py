@@ -148,9 +148,6 @@ class EmbedMaskFamily(Family):
                                        em.weight_decay_bias),
         learning_rate=step_schedule(config.schedule, config.batch_size))
 
-  def total_steps(self, config) -> int:
-    return int(config.schedule.total_steps)
-
   def validator(self, config, model, source, shard):
     del shard  # Whole images, one at a time, through the segmenter.
     # Checked once, before training starts; the report is printed once.
